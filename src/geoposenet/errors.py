@@ -1,0 +1,25 @@
+"""The library's error types. Anything raised as `InputError` is the user's input at fault
+(dataset, flag, checkpoint): the command line prints its message and exits with code 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class InputError(Exception):
+    """Bad user input: a dataset file, a flag or a checkpoint. The message says what and where."""
+
+
+class DatasetError(InputError):
+    """A problem in a dataset file, located by path and (when known) 1-based line number."""
+
+    def __init__(self, path: str | Path, message: str, line: int | None = None) -> None:
+        self.path = Path(path)
+        self.line = line
+        self.reason = message
+        where = f"{self.path}:{line}" if line is not None else f"{self.path}"
+        super().__init__(f"{where}: {message}")
+
+
+class CheckpointError(InputError):
+    """A checkpoint that cannot be loaded: missing, unsafe, of another format or backbone."""
