@@ -20,7 +20,18 @@ _EXPORTS = {
     "DatasetError": "geoposenet.errors",
 }
 
-__all__ = [*sorted(_EXPORTS), "__version__"]
+__all__ = [
+    "DatasetError",
+    "Frame",
+    "InputError",
+    "PoseNet",
+    "Scene",
+    "TrainConfig",
+    "__version__",
+    "evaluate",
+    "fit",
+    "load_scene",
+]
 
 if TYPE_CHECKING:
     from geoposenet.errors import DatasetError, InputError

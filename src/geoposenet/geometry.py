@@ -2,8 +2,9 @@
 
 Conventions (see DESIGN.md):
 - quaternions are (w, x, y, z); "canonical" means unit length and w >= 0 (the paper's hemisphere);
-- a pose is the camera centre `c` (world frame, metres) and `q` = rotation world -> camera, so a world
-  point g is at R(q) (g - c) in the camera frame; the cam_from_world translation is t = -R(q) c.
+- a pose is the camera centre `c` (world frame, metres) and `q` = rotation world -> camera, so a
+  world point g is at R(q) (g - c) in the camera frame; the cam_from_world translation is
+  t = -R(q) c.
 
 The numpy helpers at the end serve I/O code; they call the torch functions in float64.
 """

