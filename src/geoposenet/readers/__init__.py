@@ -1,0 +1,152 @@
+"""Dataset readers: each turns one on-disk format into a `Scene`.
+
+`load_scene` detects the format from the folder (Cambridge Landmarks, 7-Scenes, COLMAP) and raises a
+DatasetError naming file and line at the first problem; `check_dataset` reads the same way but
+collects every problem (and also decodes every image) for `geoposenet check`.
+Readers share helpers in `_common` / `_nvm` and never import each other.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Literal
+
+from geoposenet.errors import DatasetError, InputError
+from geoposenet.readers import cambridge, colmap, sevenscenes
+from geoposenet.readers._common import ImageCheck, Problems
+from geoposenet.scene import Scene
+
+__all__ = ["FORMATS", "CheckReport", "check_dataset", "detect_format", "load_scene"]
+
+READERS: dict[str, ModuleType] = {"cambridge": cambridge, "7scenes": sevenscenes, "colmap": colmap}
+FORMATS = ("auto", *READERS)
+_READER_ARGS = {"root", "problems", "image_check"}
+
+
+def detect_format(path: str | Path) -> str:
+    """The format of the dataset folder `path`: 'cambridge', '7scenes' or 'colmap'."""
+    root = _folder(path)
+    for name, reader in READERS.items():
+        if reader.looks_like(root):
+            return name
+    looked_for = "; ".join(reader.LOOKED_FOR for reader in READERS.values())
+    raise DatasetError(root, f"unknown dataset format: looked for {looked_for}")
+
+
+def load_scene(
+    path: str | Path,
+    split: Literal["all", "train", "test"] = "all",
+    format: str = "auto",
+    *,
+    require_images: bool = True,
+    **options: Any,
+) -> Scene:
+    """Read the dataset folder `path` into a Scene, keeping the frames of `split` ('all' keeps
+    both; points are shared). `require_images=False` skips the image existence check (for label
+    files without images). Format options: 7scenes `points_per_frame=512, seed=0, cache=True`;
+    colmap `images=None` (image folder), `test_every=8`. Raises DatasetError on bad data."""
+    if split not in ("all", "train", "test"):
+        raise InputError(f"split must be 'all', 'train' or 'test', got {split!r}")
+    root = _folder(path)
+    name = _format(root, format)
+    reader = _reader(name, options)
+    image_check: ImageCheck = "exists" if require_images else "none"
+    scene = reader.read(root, Problems(strict=True), image_check=image_check, **options)
+    if not scene.frames:
+        raise DatasetError(root, f"the {name} dataset has no frames")
+    return scene if split == "all" else scene.subset(split)
+
+
+@dataclass
+class CheckReport:
+    """The result of `check_dataset`: every problem found (each naming file and line), and the
+    scene as far as it could be read (None when the format is unknown)."""
+
+    path: Path
+    format: str | None
+    problems: list[str] = field(default_factory=list)
+    scene: Scene | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when no problem was found."""
+        return not self.problems
+
+    def describe(self) -> str:
+        """The list of problems, or a summary of the scene when there are none."""
+        if self.problems:
+            head = f"{self.path}: {len(self.problems)} problem(s) found"
+            head += f" in this {self.format} dataset:" if self.format else ":"
+            return "\n".join([head, *(f"  - {p}" for p in self.problems)])
+        assert self.scene is not None
+        return _summary_text(self.path, self.scene)
+
+
+def check_dataset(
+    path: str | Path, format: str = "auto", *, require_images: bool = True, **options: Any
+) -> CheckReport:
+    """Read the dataset like `load_scene`, but collect every problem instead of stopping at the
+    first, decode every image (when `require_images`), and run the Scene's sanity checks."""
+    try:
+        root = _folder(path)
+        name = _format(root, format)
+    except DatasetError as error:
+        return CheckReport(Path(path), None, [str(error)])
+    reader = _reader(name, options)
+    problems = Problems(strict=False)
+    image_check: ImageCheck = "decode" if require_images else "none"
+    scene = reader.read(root, problems, image_check=image_check, **options)
+    messages = [str(error) for error in problems.errors]
+    messages += [str(DatasetError(root, problem)) for problem in scene.validate()]
+    return CheckReport(root, name, messages, scene)
+
+
+def _folder(path: str | Path) -> Path:
+    root = Path(path)
+    if not root.exists():
+        raise DatasetError(root, "dataset folder not found")
+    if not root.is_dir():
+        raise DatasetError(root, "not a folder: a dataset is a folder")
+    return root.resolve()
+
+
+def _format(root: Path, format: str) -> str:
+    if format == "auto":
+        return detect_format(root)
+    if format not in READERS:
+        raise InputError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
+    return format
+
+
+def _reader(name: str, options: dict[str, Any]) -> ModuleType:
+    """The reader module of format `name`, after checking `options` against its parameters."""
+    reader = READERS[name]
+    accepted = set(inspect.signature(reader.read).parameters) - _READER_ARGS
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise InputError(
+            f"unknown option(s) {', '.join(unknown)} for the {name} format; "
+            f"accepted: {', '.join(sorted(accepted)) or 'none'}"
+        )
+    return reader
+
+
+def _summary_text(root: Path, scene: Scene) -> str:
+    summary = scene.summary()
+    frames: dict[str, int] = summary["frames"]  # type: ignore[assignment]
+    sequences: list[str] = summary["sequences"]  # type: ignore[assignment]
+    extent: list[float] = summary["camera_extent_m"]  # type: ignore[assignment]
+    per_frame: dict[str, float] = summary["points_per_frame"]  # type: ignore[assignment]
+    return "\n".join(
+        [
+            f"{root}: OK, {scene.format} dataset '{scene.name}'",
+            f"  frames: {frames['train']} train, {frames['test']} test",
+            f"  sequences ({len(sequences)}): {', '.join(sequences)}",
+            "  camera extent: " + " x ".join(f"{v:g}" for v in extent) + " m",
+            f"  3D points: {summary['points']}; per frame min {per_frame['min']}, "
+            f"median {per_frame['median']:g}, max {per_frame['max']}",
+        ]
+    )

@@ -1,0 +1,173 @@
+"""Helpers shared by the readers: problem collection, text lines, numbers, image paths.
+
+Every reader reports what is wrong in the data through a `Problems` collector. In strict mode
+(`load_scene`) the first problem raises a DatasetError; otherwise (`check_dataset`) problems are
+collected and the reader skips the bad item and carries on, so one pass lists all of them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Literal
+
+import numpy as np
+
+from geoposenet.errors import DatasetError
+
+ImageCheck = Literal["none", "exists", "decode"]
+"""How much readers check the image files: not at all, existence, or a full decode."""
+
+QUATERNION_MIN_NORM = 1e-6
+
+
+class Problems:
+    """Collects DatasetErrors; `strict` raises the first one instead."""
+
+    def __init__(self, strict: bool) -> None:
+        self.strict = strict
+        self.errors: list[DatasetError] = []
+
+    def add(self, path: str | Path, message: str, line: int | None = None) -> None:
+        """Record (or, in strict mode, raise) a problem at `path`:`line`."""
+        error = DatasetError(path, message, line)
+        if self.strict:
+            raise error
+        self.errors.append(error)
+
+    def __len__(self) -> int:
+        return len(self.errors)
+
+
+def read_lines(path: Path, problems: Problems) -> list[str | None] | None:
+    """The lines of a UTF-8 text file (LF or CRLF), without line ends.
+
+    A line that is not valid UTF-8 is reported and returned as None (callers skip it).
+    Returns None (after reporting) when the file is missing, unreadable or empty.
+    """
+    if not path.is_file():
+        problems.add(path, "file not found")
+        return None
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        problems.add(path, f"cannot read file: {error.strerror or error}")
+        return None
+    if not data.strip():
+        problems.add(path, "file is empty")
+        return None
+    lines: list[str | None] = []
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            problems.add(path, f"bytes that are not UTF-8 text at column {error.start + 1}", number)
+            lines.append(None)
+            continue
+        lines.append(text.removeprefix("\ufeff") if number == 1 else text)
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line.rstrip("\r") if line is not None else None for line in lines]
+
+
+def content_lines(lines: Sequence[str | None], start: int = 1) -> Iterator[tuple[int, str]]:
+    """(1-based line number, text) of the non-blank, decodable lines from line `start` on."""
+    for number, text in enumerate(lines, start=1):
+        if number >= start and text is not None and text.strip():
+            yield number, text
+
+
+def parse_floats(
+    tokens: Sequence[str], what: str, path: Path, line: int, problems: Problems
+) -> np.ndarray | None:
+    """Parse tokens as finite floats -> (len(tokens),) float64, or report and return None."""
+    values = []
+    for token in tokens:
+        try:
+            value = float(token)
+        except ValueError:
+            problems.add(path, f"{what}: {token!r} is not a number", line)
+            return None
+        if not math.isfinite(value):
+            problems.add(path, f"{what}: {token!r} is not a finite number", line)
+            return None
+        values.append(value)
+    return np.array(values, dtype=np.float64)
+
+
+def parse_int(token: str, what: str, path: Path, line: int, problems: Problems) -> int | None:
+    """Parse a non-negative integer, or report and return None."""
+    try:
+        value = int(token)
+    except ValueError:
+        problems.add(path, f"{what}: {token!r} is not an integer", line)
+        return None
+    if value < 0:
+        problems.add(path, f"{what}: {value} is negative", line)
+        return None
+    return value
+
+
+def unit_quaternion(
+    q: np.ndarray, path: Path, line: int | None, problems: Problems
+) -> np.ndarray | None:
+    """Scale a finite (4,) wxyz quaternion to unit length; report a zero-length one."""
+    scale = float(np.abs(q).max())
+    if scale == 0.0:
+        problems.add(path, "zero-length quaternion", line)
+        return None
+    q = q / scale
+    norm = float(np.linalg.norm(q))
+    if norm * scale < QUATERNION_MIN_NORM:
+        problems.add(path, f"quaternion of near-zero length {norm * scale:.3g}", line)
+        return None
+    return q / norm
+
+
+def relative_image_name(name: str, path: Path, line: int | None, problems: Problems) -> str | None:
+    """Check an image path from a dataset file: relative, '/'-separated, staying inside the
+    dataset folder, no control characters. Returns the normalised name or None (reported)."""
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        problems.add(path, f"image path {name!r} contains control characters", line)
+        return None
+    posix = name.replace("\\", "/")
+    if posix.startswith("/") or (len(posix) > 1 and posix[1] == ":"):
+        problems.add(path, f"image path {name!r} is absolute; paths must be relative", line)
+        return None
+    parts: list[str] = []
+    for part in PurePosixPath(posix).parts:
+        if part == "..":
+            if not parts:
+                problems.add(path, f"image path {name!r} leaves the dataset folder", line)
+                return None
+            parts.pop()
+        elif part != ".":
+            parts.append(part)
+    if not parts:
+        problems.add(path, f"image path {name!r} names no file", line)
+        return None
+    return "/".join(parts)
+
+
+def check_image(
+    image: Path, mode: ImageCheck, path: Path, line: int | None, problems: Problems
+) -> None:
+    """Check an image file referenced at `path`:`line`: existence and (mode 'decode') decoding."""
+    if mode == "none":
+        return
+    if not image.is_file():
+        problems.add(path, f"image {image} not found", line)
+        return
+    if mode == "decode":
+        from torchvision.io import decode_image, read_file
+
+        try:
+            decode_image(read_file(str(image)))
+        except Exception as error:  # torchvision raises RuntimeError/ValueError on bad bytes
+            problems.add(path, f"image {image} cannot be decoded ({_first_line(error)})", line)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0][:200] if text else type(error).__name__

@@ -1,0 +1,221 @@
+"""COLMAP sparse models (text or binary, read with pycolmap 4.x).
+
+The model (`cameras`, `images`, `points3D` as .bin or .txt) is looked for in the dataset folder,
+then `sparse/`, then `sparse/0/`; images are in `images/` in the dataset folder unless the option
+`images` names another folder (relative to the dataset folder, or absolute).
+Poses: pycolmap's `cam_from_world` (R, t), quaternion stored x, y, z, w (Eigen order), converted
+here to w, x, y, z; camera centre c = -R^T t. Only images with a pose are frames, in name order.
+Points: all points3D, indexed in ascending point3D_id order; a frame's point_ids are the points its
+2D features observe. Sequence: the image's parent folder name, or 'default'.
+Intrinsics: for the pinhole-family models (SIMPLE_PINHOLE, PINHOLE, SIMPLE_RADIAL, RADIAL, OPENCV,
+FULL_OPENCV) the pinhole part of the calibration matrix, distortion dropped; None for fisheye and
+other models, whose projection a pinhole K would misdescribe.
+Splits: `train.txt` / `test.txt` (one image name a line) beside the model, else in the dataset
+folder. With both, they define the splits and unlisted images are left out; with one, the other
+split is every remaining image; with none, every `test_every`-th image in name order (the 1st, the
+(test_every + 1)-th, ...) is a test image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from geoposenet.errors import InputError
+from geoposenet.geometry import quaternion_to_matrix_np
+from geoposenet.readers._common import (
+    ImageCheck,
+    Problems,
+    check_image,
+    content_lines,
+    read_lines,
+    relative_image_name,
+    unit_quaternion,
+)
+from geoposenet.scene import SPLITS, Frame, Intrinsics, Scene, Split
+
+FORMAT = "colmap"
+MODEL_FILES = ("cameras", "images", "points3D")
+LOOKED_FOR = (
+    "a COLMAP model (cameras/images/points3D .bin or .txt) in the folder, sparse/ or sparse/0"
+)
+PINHOLE_LIKE = frozenset(
+    {"SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV", "FULL_OPENCV"}
+)
+
+
+@dataclass
+class _Image:
+    """A registered image as plain data: quaternion (4,) wxyz, translation (3,) cam_from_world."""
+
+    name: str
+    quaternion: np.ndarray
+    translation: np.ndarray
+    intrinsics: Intrinsics | None
+    point3d_ids: list[int]
+
+
+def find_model(root: Path) -> Path | None:
+    """The folder holding the model files: `root`, `root/sparse` or `root/sparse/0`."""
+    for folder in (root, root / "sparse", root / "sparse" / "0"):
+        if any((folder / f"{n}.{ext}").is_file() for n in MODEL_FILES for ext in ("bin", "txt")):
+            return folder
+    return None
+
+
+def looks_like(root: Path) -> bool:
+    """Whether `root` holds a COLMAP model."""
+    return find_model(root) is not None
+
+
+def read(
+    root: Path,
+    problems: Problems,
+    image_check: ImageCheck = "exists",
+    images: str | Path | None = None,
+    test_every: int = 8,
+) -> Scene:
+    """Read the COLMAP dataset folder `root` into a Scene."""
+    if test_every < 1:
+        raise InputError(f"test_every must be >= 1, got {test_every}")
+    empty = Scene(root, root.name, FORMAT, [])
+    model = find_model(root)
+    if model is None:
+        problems.add(root, f"no COLMAP model found: looked for {LOOKED_FOR}")
+        return empty
+    missing = [
+        n for n in MODEL_FILES if not any((model / f"{n}.{e}").exists() for e in ("bin", "txt"))
+    ]
+    if missing:
+        problems.add(model, "the model lacks " + ", ".join(f"{n}.bin/.txt" for n in missing))
+        return empty
+    records, points = _load(model, problems)
+    images_file = model / ("images.bin" if (model / "images.bin").exists() else "images.txt")
+    if records is None or points is None:
+        return empty
+    if not records:
+        problems.add(images_file, "the COLMAP model has no registered images with poses")
+        return empty
+    image_dir = root / images if images is not None else root / "images"
+    splits = _splits(sorted(r.name for r in records), model, root, test_every, problems)
+    frames = []
+    for record in sorted(records, key=lambda r: r.name):
+        frame = _frame(record, points, image_dir, splits, images_file, image_check, problems)
+        if frame is not None:
+            frames.append(frame)
+    return Scene(root, root.name, FORMAT, frames, points[1])
+
+
+def _load(
+    model: Path, problems: Problems
+) -> tuple[list[_Image] | None, tuple[dict[int, int], np.ndarray] | None]:
+    """Read the model with pycolmap: registered images and (point3D_id -> index, (M, 3) xyz)."""
+    import pycolmap
+
+    try:
+        reconstruction = pycolmap.Reconstruction(str(model))
+        ids = sorted(reconstruction.points3D)
+        xyz = np.array([reconstruction.points3D[i].xyz for i in ids], dtype=np.float64)
+        records = [_record(image) for image in reconstruction.images.values() if image.has_pose]
+    except Exception as error:  # pycolmap raises ValueError/IndexError/RuntimeError on bad files
+        message = str(error).strip().splitlines()[0][:300] if str(error).strip() else repr(error)
+        problems.add(model, f"cannot read the COLMAP model: {message}")
+        return None, None
+    xyz = xyz.reshape(-1, 3)
+    if not np.isfinite(xyz).all():
+        problems.add(model / "points3D", "non-finite 3D point coordinates")
+        return None, None
+    return records, ({point_id: k for k, point_id in enumerate(ids)}, xyz)
+
+
+def _record(image: Any) -> _Image:
+    pose = image.cam_from_world()
+    x, y, z, w = np.asarray(pose.rotation.quat, dtype=np.float64)
+    camera = image.camera
+    intrinsics = None
+    if camera.model_name in PINHOLE_LIKE:
+        k = np.asarray(camera.calibration_matrix(), dtype=np.float64)
+        if np.isfinite(k).all():
+            intrinsics = Intrinsics(
+                int(camera.width), int(camera.height), k[0, 0], k[1, 1], k[0, 2], k[1, 2]
+            )
+    observed = [p.point3D_id for p in image.points2D if p.has_point3D()]
+    return _Image(
+        str(image.name),
+        np.array([w, x, y, z]),
+        np.asarray(pose.translation, dtype=np.float64).reshape(3),
+        intrinsics,
+        observed,
+    )
+
+
+def _frame(
+    record: _Image,
+    points: tuple[dict[int, int], np.ndarray],
+    image_dir: Path,
+    splits: dict[str, Split],
+    images_file: Path,
+    image_check: ImageCheck,
+    problems: Problems,
+) -> Frame | None:
+    if record.name not in splits:
+        return None
+    name = relative_image_name(record.name, images_file, None, problems)
+    if name is None:
+        return None
+    if not (np.isfinite(record.quaternion).all() and np.isfinite(record.translation).all()):
+        problems.add(images_file, f"image {record.name}: non-finite pose")
+        return None
+    quaternion = unit_quaternion(record.quaternion, images_file, None, problems)
+    if quaternion is None:
+        return None
+    centre = -quaternion_to_matrix_np(quaternion).T @ record.translation
+    index = points[0]
+    unknown = [i for i in record.point3d_ids if i not in index]
+    if unknown:
+        problems.add(images_file, f"image {record.name} observes unknown 3D point {unknown[0]}")
+        return None
+    point_ids = np.unique(np.array([index[i] for i in record.point3d_ids], dtype=np.int64))
+    check_image(image_dir / name, image_check, images_file, None, problems)
+    sequence = PurePosixPath(name).parent.name or "default"
+    return Frame(
+        name, image_dir / name, centre, quaternion, sequence, splits[record.name], point_ids,
+        record.intrinsics,
+    )  # fmt: skip
+
+
+def _splits(
+    names: list[str], model: Path, root: Path, test_every: int, problems: Problems
+) -> dict[str, Split]:
+    """Image name -> split, from train.txt/test.txt lists or every `test_every`-th name."""
+    folder = next(
+        (f for f in (model, root) if (f / "train.txt").is_file() or (f / "test.txt").is_file()),
+        None,
+    )
+    if folder is None:
+        return {n: "test" if i % test_every == 0 else "train" for i, n in enumerate(names)}
+    listed: dict[Split, set[str]] = {}
+    known = set(names)
+    where: dict[str, str] = {}
+    for split in SPLITS:
+        path = folder / f"{split}.txt"
+        if not path.is_file():
+            continue
+        listed[split] = set()
+        for number, text in content_lines(read_lines(path, problems) or []):
+            name = text.strip()
+            if name not in known:
+                problems.add(path, f"image {name!r} is not a registered image of the model", number)
+            elif name in where:
+                problems.add(path, f"image {name!r} listed again (first at {where[name]})", number)
+            else:
+                where[name] = f"{path.name}:{number}"
+                listed[split].add(name)
+    if len(listed) == 2:
+        return {n: s for s, group in listed.items() for n in group}
+    split, group = next(iter(listed.items()))
+    other: Split = "test" if split == "train" else "train"
+    return {n: split if n in group else other for n in names}

@@ -1,0 +1,276 @@
+"""Microsoft 7-Scenes: `TrainSplit.txt` / `TestSplit.txt` and `seq-XX/frame-XXXXXX.*` files.
+
+Split files list sequences as `sequenceN` (the folder `seq-NN`). Per frame: `.color.png` (a
+`.color.jpg` is used when the png is absent), `.pose.txt` (4x4 camera-to-world matrix, any white
+space, CRLF, `9.38e-001` exponents) and `.depth.png` (640x480, 16-bit, millimetres, 0 and 65535
+invalid). Pose: centre c = T[:3, 3]; world -> camera rotation = T[:3, :3]^T (the nearest rotation
+by SVD, since the files are orthonormal only to about 1e-4).
+
+3D points: each frame with a depth map gets up to `points_per_frame` valid depth pixels, chosen by a
+generator seeded from (seed, frame name) and kept in raster order, back-projected with the depth
+camera (f = 585, principal point (320, 240)) into the world frame with the file's T:
+X_cam = ((u - 320) z / 585, (v - 240) z / 585, z), X_world = T[:3, :3] X_cam + T[:3, 3].
+They are cached on disk (geoposenet.cache), keyed by the depth/pose files and the parameters.
+Frames without a depth map (and all frames when points_per_frame = 0) get no points.
+The colour camera is not the depth camera: frames carry no intrinsics.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from geoposenet.cache import atomic_write, cache_path, fingerprint
+from geoposenet.errors import InputError
+from geoposenet.geometry import matrix_to_quaternion_np
+from geoposenet.readers._common import (
+    ImageCheck,
+    Problems,
+    check_image,
+    content_lines,
+    parse_floats,
+    read_lines,
+)
+from geoposenet.scene import Frame, Scene, Split
+
+FORMAT = "7scenes"
+SPLIT_FILES: dict[Split, str] = {"train": "TrainSplit.txt", "test": "TestSplit.txt"}
+LOOKED_FOR = "TrainSplit.txt and seq-XX folders (7-Scenes)"
+DEPTH_FOCAL = 585.0
+DEPTH_CENTRE = (320.0, 240.0)
+DEPTH_SHAPE = (480, 640)  # rows, columns
+INVALID_DEPTH = 65535
+ROTATION_TOLERANCE = 1e-2
+CACHE_VERSION = 1
+_SEQUENCE = re.compile(r"(?:sequence|seq-)(\d{1,6})", re.IGNORECASE | re.ASCII)
+_POSE_FILE = re.compile(r"(frame-\d{1,9})\.pose\.txt", re.ASCII)
+
+
+@dataclass
+class _Entry:
+    frame: Frame
+    stem: str  # 'seq-01/frame-000000': seeds the pixel sample
+    pose_path: Path
+    world_from_camera: np.ndarray  # (4, 4) as in the file
+    depth: Path | None
+
+
+def looks_like(root: Path) -> bool:
+    """Whether `root` holds a 7-Scenes scene."""
+    return (root / SPLIT_FILES["train"]).is_file() and any(p.is_dir() for p in root.glob("seq-*"))
+
+
+def read(
+    root: Path,
+    problems: Problems,
+    image_check: ImageCheck = "exists",
+    points_per_frame: int = 512,
+    seed: int = 0,
+    cache: bool = True,
+) -> Scene:
+    """Read the scene folder `root` (frames of the train sequences, then the test ones)."""
+    if points_per_frame < 0:
+        raise InputError(f"points_per_frame must be >= 0, got {points_per_frame}")
+    entries: list[_Entry] = []
+    first_seen: dict[str, str] = {}
+    for split, filename in SPLIT_FILES.items():
+        path = root / filename
+        lines = read_lines(path, problems)
+        for number, text in content_lines(lines or []):
+            match = _SEQUENCE.fullmatch(text.strip())
+            if match is None:
+                problems.add(path, f"expected 'sequenceN', found {text.strip()!r}", number)
+                continue
+            sequence = f"seq-{int(match.group(1)):02d}"
+            if sequence in first_seen:
+                problems.add(
+                    path, f"{sequence} listed twice (first at {first_seen[sequence]})", number
+                )
+                continue
+            first_seen[sequence] = f"{filename}:{number}"
+            if not (root / sequence).is_dir():
+                problems.add(path, f"sequence folder {root / sequence} not found", number)
+                continue
+            entries.extend(_read_sequence(root, sequence, split, problems, image_check))
+    points, point_ids = _depth_points(entries, problems, points_per_frame, seed, cache)
+    for entry, ids in zip(entries, point_ids, strict=True):
+        entry.frame.point_ids = ids
+    return Scene(root, root.name, FORMAT, [e.frame for e in entries], points)
+
+
+def _read_sequence(
+    root: Path, sequence: str, split: Split, problems: Problems, image_check: ImageCheck
+) -> list[_Entry]:
+    folder = root / sequence
+    try:
+        names = [p.name for p in folder.iterdir()]
+    except OSError as error:
+        problems.add(folder, f"cannot list the sequence folder: {error.strerror or error}")
+        return []
+    stems = sorted(m.group(1) for name in names if (m := _POSE_FILE.fullmatch(name)))
+    if not stems:
+        problems.add(folder, "no frame-XXXXXX.pose.txt files in the sequence folder")
+    entries = []
+    for stem in stems:
+        pose_path = folder / f"{stem}.pose.txt"
+        parsed = read_pose(pose_path, problems)
+        if parsed is None:
+            continue
+        centre, quaternion, world_from_camera = parsed
+        png, jpg = folder / f"{stem}.color.png", folder / f"{stem}.color.jpg"
+        image = jpg if jpg.is_file() and not png.is_file() else png
+        check_image(image, image_check, pose_path, None, problems)
+        depth_path = folder / f"{stem}.depth.png"
+        depth = depth_path if depth_path.exists() else None
+        frame = Frame(f"{sequence}/{image.name}", image, centre, quaternion, sequence, split)
+        entries.append(_Entry(frame, f"{sequence}/{stem}", pose_path, world_from_camera, depth))
+    return entries
+
+
+def read_pose(path: Path, problems: Problems) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Parse a camera-to-world `pose.txt` -> (centre (3,), world -> camera wxyz quaternion (4,),
+    the (4, 4) matrix as written); None after reporting a problem."""
+    rows = list(content_lines(read_lines(path, problems) or []))
+    if not rows:
+        return None
+    if len(rows) != 4:
+        problems.add(path, f"expected 4 rows of 4 numbers, found {len(rows)} rows", rows[-1][0])
+        return None
+    matrix = np.zeros((4, 4))
+    for i, (number, text) in enumerate(rows):
+        tokens = text.split()
+        if len(tokens) != 4:
+            problems.add(path, f"expected 4 numbers in a row, found {len(tokens)}", number)
+            return None
+        values = parse_floats(tokens, "pose", path, number, problems)
+        if values is None:
+            return None
+        matrix[i] = values
+    if np.abs(matrix[3] - [0.0, 0.0, 0.0, 1.0]).max() > 1e-6:
+        problems.add(path, "the last row must be '0 0 0 1'", rows[3][0])
+        return None
+    rotation = matrix[:3, :3]
+    error = float(np.abs(rotation.T @ rotation - np.eye(3)).max())
+    det = float(np.linalg.det(rotation))
+    if error > ROTATION_TOLERANCE or abs(det - 1.0) > ROTATION_TOLERANCE:
+        problems.add(
+            path,
+            f"the 3x3 part is not a rotation (|R^T R - I| = {error:.3g}, det = {det:.3g})",
+            rows[0][0],
+        )
+        return None
+    u, _, vt = np.linalg.svd(rotation)
+    quaternion = matrix_to_quaternion_np((u @ vt).T)
+    return matrix[:3, 3].copy(), quaternion, matrix
+
+
+def backproject(
+    pixels: np.ndarray, depth_m: np.ndarray, world_from_camera: np.ndarray
+) -> np.ndarray:
+    """(k, 2) pixel (u, v) coordinates with (k,) depths in metres -> (k, 3) world points, through
+    the 7-Scenes depth camera and the (4, 4) camera-to-world matrix."""
+    u, v = pixels[:, 0].astype(np.float64), pixels[:, 1].astype(np.float64)
+    camera = np.stack(
+        ((u - DEPTH_CENTRE[0]) * depth_m / DEPTH_FOCAL,
+         (v - DEPTH_CENTRE[1]) * depth_m / DEPTH_FOCAL,
+         depth_m),
+        axis=-1,
+    )  # fmt: skip
+    return camera @ world_from_camera[:3, :3].T + world_from_camera[:3, 3]
+
+
+def decode_depth(path: Path, problems: Problems) -> np.ndarray | None:
+    """A 7-Scenes depth PNG -> (480, 640) uint16 millimetres; None after reporting."""
+    from torchvision.io import ImageReadMode, decode_png, read_file
+
+    try:
+        depth = decode_png(read_file(str(path)), mode=ImageReadMode.UNCHANGED)
+    except Exception as error:  # torchvision raises RuntimeError on bad bytes
+        problems.add(path, f"cannot decode depth PNG ({str(error).strip()[:200]})")
+        return None
+    if depth.dtype != torch.uint16 or depth.shape[0] != 1:
+        problems.add(path, f"depth PNG must be 16-bit grey, got {depth.shape[0]} x {depth.dtype}")
+        return None
+    if tuple(depth.shape[1:]) != DEPTH_SHAPE:
+        h, w = depth.shape[1:]
+        problems.add(path, f"depth PNG is {w}x{h}, expected 640x480")
+        return None
+    return depth[0].numpy()
+
+
+def _frame_points(entry: _Entry, depth: np.ndarray, count: int, seed: int) -> np.ndarray:
+    valid = np.flatnonzero((depth > 0) & (depth != INVALID_DEPTH))
+    if len(valid) > count:
+        rng = np.random.default_rng([seed, zlib.crc32(entry.stem.encode())])
+        valid = np.sort(rng.choice(valid, size=count, replace=False))
+    rows, cols = np.divmod(valid, DEPTH_SHAPE[1])
+    pixels = np.stack((cols, rows), axis=-1)
+    return backproject(pixels, depth.reshape(-1)[valid] / 1000.0, entry.world_from_camera)
+
+
+def _depth_points(
+    entries: list[_Entry], problems: Problems, count: int, seed: int, use_cache: bool
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """All frames' points (M, 3) and per-entry point ids, from the cache when possible."""
+    empty = np.zeros(0, dtype=np.int64)
+    with_depth = [i for i, e in enumerate(entries) if e.depth is not None] if count else []
+    if not with_depth:
+        return np.zeros((0, 3)), [empty] * len(entries)
+    path = _cache_file(entries, with_depth, count, seed) if use_cache else None
+    loaded = _load_cache(path, len(with_depth))
+    if loaded is None:
+        errors_before = len(problems)
+        chunks = []
+        for i in with_depth:
+            depth_path = entries[i].depth
+            depth = decode_depth(depth_path, problems) if depth_path is not None else None
+            chunks.append(np.zeros((0, 3)) if depth is None else
+                          _frame_points(entries[i], depth, count, seed))  # fmt: skip
+        loaded = np.concatenate(chunks), np.array([len(c) for c in chunks], dtype=np.int64)
+        if path is not None and len(problems) == errors_before:
+            points, counts = loaded
+            atomic_write(path, lambda tmp: _save(tmp, points, counts))
+    points, counts = loaded
+    ids = [empty] * len(entries)
+    offsets = np.concatenate(([0], np.cumsum(counts)))
+    for k, i in enumerate(with_depth):
+        ids[i] = np.arange(offsets[k], offsets[k + 1], dtype=np.int64)
+    return points, ids
+
+
+def _cache_file(entries: list[_Entry], with_depth: list[int], count: int, seed: int) -> Path | None:
+    files = [p for i in with_depth for p in (entries[i].pose_path, entries[i].depth) if p]
+    try:
+        key = fingerprint(
+            files, stems=[entries[i].stem for i in with_depth], points_per_frame=count,
+            seed=seed, version=CACHE_VERSION,
+        )  # fmt: skip
+    except OSError:
+        return None
+    return cache_path("7scenes-points", key, ".npz")
+
+
+def _save(tmp: Path, points: np.ndarray, counts: np.ndarray) -> None:
+    with open(tmp, "wb") as handle:
+        np.savez(handle, points=points, counts=counts)
+
+
+def _load_cache(path: Path | None, frames: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The cached (points, per-frame counts), or None when absent or inconsistent."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        with np.load(path) as data:
+            points, counts = data["points"], data["counts"]
+    except (OSError, ValueError, KeyError):
+        return None
+    if points.ndim != 2 or points.shape[1] != 3 or counts.shape != (frames,):
+        return None
+    if int(counts.sum()) != len(points) or (counts < 0).any():
+        return None
+    return points.astype(np.float64), counts.astype(np.int64)
