@@ -51,7 +51,7 @@ def _add_check(sub: argparse._SubParsersAction) -> Handler:
         from geoposenet.readers import check_dataset
 
         report = check_dataset(args.data, format=args.format)
-        print(report.describe())
+        print(report.describe(), file=sys.stdout if report.ok else sys.stderr)
         return 0 if report.ok else 2
 
     return run
