@@ -133,6 +133,7 @@ class PoseDataset(Dataset[Item]):
         return load_image(self.paths[index], self.resize).numpy()
 
     def __getitem__(self, index: int) -> Item:
+        index = int(index)
         if not 0 <= index < len(self.paths):
             raise IndexError(f"index {index} out of range for {len(self.paths)} frames")
         rng = np.random.default_rng((self.seed, self.epoch, index))
