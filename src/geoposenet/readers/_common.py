@@ -8,6 +8,7 @@ collected and the reader skips the bad item and carries on, so one pass lists al
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Literal
@@ -160,14 +161,19 @@ def check_image(
         problems.add(path, f"image {image} not found", line)
         return
     if mode == "decode":
-        from torchvision.io import decode_image, read_file
+        from torchvision.io import decode_image
 
         try:
-            decode_image(read_file(str(image)))
+            with warnings.catch_warnings():
+                # torchvision 0.29 deprecates its decoders (for torchcodec, not a dependency);
+                # data.py decodes with them too, so they are the authority on "decodable".
+                warnings.simplefilter("ignore", DeprecationWarning)
+                decode_image(str(image))
         except Exception as error:  # torchvision raises RuntimeError/ValueError on bad bytes
-            problems.add(path, f"image {image} cannot be decoded ({_first_line(error)})", line)
+            problems.add(path, f"image {image} cannot be decoded ({first_line(error)})", line)
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (at most 200 characters), for problem texts."""
     text = str(error).strip().splitlines()
     return text[0][:200] if text else type(error).__name__

@@ -31,6 +31,7 @@ from geoposenet.readers._common import (
     Problems,
     check_image,
     content_lines,
+    first_line,
     read_lines,
     relative_image_name,
     unit_quaternion,
@@ -121,8 +122,7 @@ def _load(
         xyz = np.array([reconstruction.points3D[i].xyz for i in ids], dtype=np.float64)
         records = [_record(image) for image in reconstruction.images.values() if image.has_pose]
     except Exception as error:  # pycolmap raises ValueError/IndexError/RuntimeError on bad files
-        message = str(error).strip().splitlines()[0][:300] if str(error).strip() else repr(error)
-        problems.add(model, f"cannot read the COLMAP model: {message}")
+        problems.add(model, f"cannot read the COLMAP model: {first_line(error)}")
         return None, None
     xyz = xyz.reshape(-1, 3)
     if not np.isfinite(xyz).all():

@@ -18,6 +18,7 @@ The colour camera is not the depth camera: frames carry no intrinsics.
 from __future__ import annotations
 
 import re
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ from geoposenet.readers._common import (
     Problems,
     check_image,
     content_lines,
+    first_line,
     parse_floats,
     read_lines,
 )
@@ -189,9 +191,11 @@ def decode_depth(path: Path, problems: Problems) -> np.ndarray | None:
     from torchvision.io import ImageReadMode, decode_png, read_file
 
     try:
-        depth = decode_png(read_file(str(path)), mode=ImageReadMode.UNCHANGED)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # torchvision 0.29's decoders
+            depth = decode_png(read_file(str(path)), mode=ImageReadMode.UNCHANGED)
     except Exception as error:  # torchvision raises RuntimeError on bad bytes
-        problems.add(path, f"cannot decode depth PNG ({str(error).strip()[:200]})")
+        problems.add(path, f"cannot decode depth PNG ({first_line(error)})")
         return None
     if depth.dtype != torch.uint16 or depth.shape[0] != 1:
         problems.add(path, f"depth PNG must be 16-bit grey, got {depth.shape[0]} x {depth.dtype}")
