@@ -108,7 +108,7 @@ def _write_scene(root: Path, nvm: str | None) -> None:
 
 
 # Two models; VisualSFM quirks: trailing space, TAB after the name, trailing PLY block.
-NVM_TWO_MODELS = """NVM_V3 
+NVM_TWO_MODELS = """NVM_V3{space}
 
 2
 seq2/frame00001.jpg\t500 0.5 0.5 0.5 -0.5 7 8 9 0 0
@@ -130,7 +130,7 @@ other.jpg\t500 1 0 0 0 0 0 0 0 0
 #the first number is the number of associated PLY files
 #each following number gives a model-index that has PLY
 0
-"""
+""".format(space=" ")
 
 
 def test_nvm_points_matched_by_sequence_and_stem(tmp_path: Path) -> None:

@@ -60,7 +60,9 @@ def _images(root: Path) -> None:
         Image.new("RGB", (64, 48)).save(root / "images" / name)
 
 
-@pytest.mark.parametrize(("kind", "where"), [("binary", "sparse/0"), ("text", "sparse"), ("text", ".")])
+@pytest.mark.parametrize(
+    ("kind", "where"), [("binary", "sparse/0"), ("text", "sparse"), ("text", ".")]
+)
 def test_model_round_trips(tmp_path: Path, kind: str, where: str) -> None:
     reconstruction, truth = _build(np.random.default_rng(7))
     model = tmp_path / where

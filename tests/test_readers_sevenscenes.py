@@ -66,7 +66,9 @@ def test_backprojected_points_match_a_hand_computation() -> None:
     scene = load_scene(STAIRS, points_per_frame=10**6, cache=False)
     for name in ("seq-01/frame-000000", "seq-03/frame-000002"):
         frame = next(f for f in scene.frames if f.name == f"{name}.color.jpg")
-        depth = np.array(Image.open(STAIRS / f"{name}.depth.png"))  # decoded by PIL, not torchvision
+        depth = np.array(
+            Image.open(STAIRS / f"{name}.depth.png")
+        )  # decoded by PIL, not torchvision
         valid = (depth > 0) & (depth < 65535)
         points = scene.frame_points(frame)
         assert len(points) == valid.sum()
@@ -110,7 +112,10 @@ def test_depth_points_are_cached_and_invalidated(
     monkeypatch.setattr(sevenscenes, "decode_depth", fail)
     second = load_scene(root)
     assert np.array_equal(first.points, second.points)
-    assert all(np.array_equal(a.point_ids, b.point_ids) for a, b in zip(first.frames, second.frames))
+    assert all(
+        np.array_equal(a.point_ids, b.point_ids)
+        for a, b in zip(first.frames, second.frames, strict=True)
+    )
     monkeypatch.undo()
     monkeypatch.setenv("GEOPOSENET_CACHE", str(tmp_path / "cache"))
     # Changing a depth map changes the key: the points are computed again.

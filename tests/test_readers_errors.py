@@ -1,0 +1,271 @@
+"""Bad input: every reader raises DatasetError naming file and line; check_dataset and
+`geoposenet check` list every problem."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pycolmap
+import pytest
+from PIL import Image
+
+from geoposenet import cli
+from geoposenet.errors import DatasetError, InputError
+from geoposenet.readers import check_dataset, load_scene
+
+REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
+HEADER = "Visual Landmark Dataset V1\nImageFile, Camera Position [X Y Z W P Q R]\n\n"
+TRAIN = ["seq1/frame00001.png 1 2 3 1 0 0 0", "seq1/frame00002.png 4 5 6 0 1 0 0"]
+TEST = ["seq2/frame00001.png 7 8 9 0 0 1 0"]
+
+
+@pytest.fixture(autouse=True)
+def _cache_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GEOPOSENET_CACHE", str(tmp_path / "cache"))
+
+
+def _cambridge(root: Path, train: list[str] = TRAIN, test: list[str] = TEST) -> Path:
+    root.mkdir(exist_ok=True)
+    (root / "dataset_train.txt").write_text(HEADER + "\n".join(train) + "\n")
+    (root / "dataset_test.txt").write_text(HEADER + "\n".join(test) + "\n")
+    for line in TRAIN + TEST:
+        path = root / line.split()[0]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (8, 6)).save(path)
+    return root
+
+
+def _raises(root: Path, file: str, line: int | None, words: str, **options: object) -> None:
+    with pytest.raises(DatasetError) as info:
+        load_scene(root, **options)
+    error = info.value
+    assert (error.path.name, error.line) == (file, line), str(error)
+    where = f"{file}:{line}: " if line is not None else f"{file}: "
+    assert where in str(error) and words in str(error), str(error)
+
+
+@pytest.mark.parametrize(
+    ("line", "words"),
+    [
+        ("seq1/frame00002.png 1 2 3 1 0 0", "expected 8 fields"),  # short
+        ("seq1/frame00002.png 1 2 3 1 0 0 0 9", "expected 8 fields"),  # long
+        ("seq1/frame00002.png 1 2 x 1 0 0 0", "'x' is not a number"),
+        ("seq1/frame00002.png 1 nan 3 1 0 0 0", "'nan' is not a finite number"),
+        ("seq1/frame00002.png 1 2 -inf 1 0 0 0", "'-inf' is not a finite number"),
+        ("seq1/frame00002.png 1 2 3 0 0 0 0", "zero-length quaternion"),
+        ("seq1/frame00002.png 1 2 3 1e-300 0 0 0", "near-zero length"),
+        ("/data/seq1/frame00002.png 1 2 3 1 0 0 0", "is absolute"),
+        ("C:\\seq1\\frame00002.png 1 2 3 1 0 0 0", "is absolute"),
+        ("../seq1/frame00002.png 1 2 3 1 0 0 0", "leaves the dataset folder"),
+        ("seq1/../../frame00002.png 1 2 3 1 0 0 0", "leaves the dataset folder"),
+        ("seq1/frame00001.png 1 2 3 1 0 0 0", "duplicate frame seq1/frame00001.png"),
+        ("seq1/frame00009.png 1 2 3 1 0 0 0", "frame00009.png not found"),
+    ],
+)
+def test_cambridge_bad_label_lines(tmp_path: Path, line: str, words: str) -> None:
+    root = _cambridge(tmp_path / "scene", train=[TRAIN[0], line])
+    _raises(root, "dataset_train.txt", 5, words)
+
+
+def test_cambridge_bad_files(tmp_path: Path) -> None:
+    root = _cambridge(tmp_path / "scene", test=[TRAIN[1]])
+    _raises(root, "dataset_test.txt", 4, "duplicate frame seq1/frame00002.png")
+    _cambridge(root)
+    (root / "dataset_train.txt").write_bytes(
+        (HEADER + TRAIN[0] + "\nseq1/\xe9t\xe9.png\n").encode("latin-1")
+    )
+    _raises(root, "dataset_train.txt", 5, "not UTF-8")
+    (root / "dataset_train.txt").write_text("Some other file\n" + HEADER[27:] + TRAIN[0] + "\n")
+    _raises(root, "dataset_train.txt", 1, "header: expected a line starting with 'Visual")
+    (root / "dataset_train.txt").write_text(HEADER[:27] + "\n\n" + TRAIN[0] + "\n")
+    _raises(root, "dataset_train.txt", 2, "header: expected a line starting with 'ImageFile'")
+    (root / "dataset_test.txt").write_text("")
+    _cambridge(root, train=TRAIN)
+    (root / "dataset_test.txt").write_text("  \n")
+    _raises(root, "dataset_test.txt", None, "file is empty")
+    (root / "dataset_test.txt").unlink()
+    _raises(root, "dataset_test.txt", None, "file not found")
+
+
+def test_no_frames_unknown_format_and_bad_paths(tmp_path: Path) -> None:
+    root = _cambridge(tmp_path / "scene", train=[], test=[])
+    _raises(root, "scene", None, "has no frames")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError) as info:
+        load_scene(tmp_path / "empty")
+    assert info.value.path.name == "empty"
+    for looked_for in ("dataset_train.txt", "TrainSplit.txt", "sparse/0"):
+        assert looked_for in str(info.value)
+    with pytest.raises(DatasetError, match="not found"):
+        load_scene(tmp_path / "missing")
+    with pytest.raises(DatasetError, match="not a folder"):
+        load_scene(root / "dataset_train.txt")
+    with pytest.raises(InputError, match="unknown format"):
+        load_scene(root, format="kitti")
+    with pytest.raises(InputError, match="unknown option"):
+        load_scene(root, points_per_frame=3)
+    with pytest.raises(InputError, match="split"):
+        load_scene(root, split="val")  # type: ignore[arg-type]
+
+
+NVM_CAMERA = "seq1/frame00001.jpg\t500 1 0 0 0 1 2 3 0 0"
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "words"),
+    [
+        ("NVM_V2\n\n1\n" + NVM_CAMERA + "\n0\n", 1, "expected the header 'NVM_V3'"),
+        ("NVM_V3\n\n1\nseq1/frame00001.jpg\t500 1 0 0 0 1 2\n0\n", 4, "camera line needs"),
+        ("NVM_V3\n\n1\nseq1/frame00001.jpg\t500 0 0 0 0 1 2 3 0 0\n0\n", 4, "zero-length"),
+        ("NVM_V3\n\ntwo\n", 3, "'two' is not an integer"),
+        ("NVM_V3\n\n1\n" + NVM_CAMERA + "\n1\n0 0 1 0 0 0 1 1 0 5 5\n", 6, "of camera 1, but"),
+        ("NVM_V3\n\n1\n" + NVM_CAMERA + "\n1\n0 0 1 0 0 0 2 0 0 5 5\n", 6, "for 2 observations"),
+        ("NVM_V3\n\n1\n" + NVM_CAMERA + "\n1\n0 0 1 0 0 300 1 0 0 5 5\n", 6, "colour 300"),
+        ("NVM_V3\n\n1\n" + NVM_CAMERA + "\n1\n0 nan 1 0 0 0 0\n", 6, "not a finite"),
+        ("NVM_V3\n\n1\n" + NVM_CAMERA + "\n1\n0 0 1 0 0 0 -1\n", 6, "-1 is negative"),
+        ("NVM_V3\n\n2\n" + NVM_CAMERA + "\n", None, "file ends after 1 of 2 cameras"),
+        ("NVM_V3\n\n1\n" + NVM_CAMERA + "\n3\n0 0 1 0 0 0 0\n", None, "ends after 1 of 3"),
+    ],
+)
+def test_nvm_problems(tmp_path: Path, text: str, line: int | None, words: str) -> None:
+    root = _cambridge(tmp_path / "scene")
+    (root / "reconstruction.nvm").write_text(text)
+    _raises(root, "reconstruction.nvm", line, words)
+
+
+def _stairs(tmp_path: Path) -> Path:
+    root = tmp_path / "stairs"
+    shutil.copytree(REALDATA / "7scenes" / "stairs", root)
+    return root
+
+
+def test_sevenscenes_problems(tmp_path: Path) -> None:
+    root = _stairs(tmp_path)
+    pose = root / "seq-02" / "frame-000001.pose.txt"
+    good = pose.read_text()
+    rows = good.splitlines()
+    cases = [
+        ("\n".join(rows[:3]), 3, "expected 4 rows of 4 numbers, found 3"),
+        ("\n".join([rows[0], "1 2 3", *rows[2:]]), 2, "expected 4 numbers in a row, found 3"),
+        ("\n".join([rows[0], "1 nan 0 0", *rows[2:]]), 2, "not a finite"),
+        ("\n".join([*rows[:3], "0 0 1 1"]), 4, "last row must be '0 0 0 1'"),
+        ("2 0 0 0\n0 2 0 0\n0 0 2 0\n0 0 0 1\n", 1, "not a rotation"),
+        ("-1 0 0 0\n0 1 0 0\n0 0 1 0\n0 0 0 1\n", 1, "not a rotation"),  # a reflection
+    ]
+    for text, line, words in cases:
+        pose.write_text(text)
+        _raises(root, "frame-000001.pose.txt", line, words)
+    pose.write_text(good)
+    depth = root / "seq-02" / "frame-000002.depth.png"
+    Image.fromarray(np.full((240, 320), 1000, dtype=np.uint16)).save(depth)
+    _raises(root, "frame-000002.depth.png", None, "is 320x240, expected 640x480")
+    Image.fromarray(np.full((480, 640), 100, dtype=np.uint8)).save(depth)
+    _raises(root, "frame-000002.depth.png", None, "must be 16-bit")
+    depth.write_bytes(b"\x89PNG not really")
+    _raises(root, "frame-000002.depth.png", None, "cannot decode depth PNG")
+    depth.unlink()  # no depth map: no points, no problem
+    (root / "seq-03" / "frame-000000.color.jpg").unlink()
+    _raises(root, "frame-000000.pose.txt", None, "frame-000000.color.png not found")
+    assert len(load_scene(root, require_images=False).frames) == 18
+    (root / "TestSplit.txt").write_text("sequence1\nsequenceX\n")
+    _raises(
+        root, "TestSplit.txt", 2, "expected 'sequenceN', found 'sequenceX'", require_images=False
+    )
+    (root / "TestSplit.txt").write_text("sequence1\nsequence2\n")
+    _raises(
+        root,
+        "TestSplit.txt",
+        2,
+        "seq-02 listed twice (first at TrainSplit.txt:1)",
+        require_images=False,
+    )
+    (root / "TestSplit.txt").write_text("sequence1\r\nsequence9\r\n")
+    _raises(root, "TestSplit.txt", 2, "seq-09 not found", require_images=False)
+
+
+def _colmap(root: Path) -> pycolmap.Reconstruction:
+    reconstruction = pycolmap.Reconstruction()
+    camera = pycolmap.Camera.create_from_model_name(1, "SIMPLE_PINHOLE", 100.0, 64, 48)
+    reconstruction.add_camera_with_trivial_rig(camera)
+    pose = pycolmap.Rigid3d(pycolmap.Rotation3d(np.array([0.0, 0.0, 0.0, 1.0])), np.zeros(3))
+    for i in range(3):
+        image = pycolmap.Image(name=f"im{i}.png", camera_id=1, image_id=i + 1)
+        reconstruction.add_image_with_trivial_frame(image, pose)
+    (root / "sparse").mkdir(parents=True)
+    return reconstruction
+
+
+def test_colmap_problems(tmp_path: Path) -> None:
+    root = tmp_path / "model"
+    reconstruction = _colmap(root)
+    reconstruction.write_text(str(root / "sparse"))
+    images = root / "sparse" / "images.txt"
+    good = images.read_text()
+    images.write_text("# no images\n")
+    _raises(root, "images.txt", None, "no registered images", require_images=False)
+    images.write_text(good.replace("im1.png", "../im1.png"))
+    _raises(root, "images.txt", None, "'../im1.png' leaves the dataset folder")
+    images.write_text(good.replace(" 0 0 0 0 1 im2.png", " 0 0 0 x 1 im2.png"))
+    _raises(root, "sparse", None, "cannot read the COLMAP model", require_images=False)
+    images.write_text(good)
+    _raises(root, "images.txt", None, "images/im0.png not found")
+    (root / "test.txt").write_text("im0.png\nim7.png\n")
+    _raises(root, "test.txt", 2, "'im7.png' is not a registered image", require_images=False)
+    (root / "sparse" / "points3D.txt").unlink()
+    _raises(root, "sparse", None, "lacks points3D.bin/.txt")
+    with pytest.raises(InputError, match="test_every"):
+        load_scene(root, test_every=0)
+
+
+def test_check_dataset_lists_every_problem(tmp_path: Path) -> None:
+    train = [
+        "seq1/frame00001.png 1 2 3 1 0 0",  # line 4: short
+        "seq1/frame00002.png 1 2 3 0 0 0 0",  # line 5: zero quaternion
+        "seq1/frame00009.png 1 2 3 1 0 0 0",  # line 6: missing image
+        "seq1/frame00002.png 1 2 nan 1 0 0 0",  # line 7: NaN
+    ]
+    root = _cambridge(tmp_path / "scene", train=train)
+    (root / "seq2" / "frame00001.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    (root / "reconstruction.nvm").write_text(
+        "NVM_V3\n\n1\n" + NVM_CAMERA + "\n1\n0 0 1 0 0 0 1 4 0 5 5\n"
+    )
+    report = check_dataset(root)
+    assert not report.ok and report.scene is not None
+    train_file, test_file = (
+        root.resolve() / "dataset_train.txt",
+        root.resolve() / "dataset_test.txt",
+    )
+    expected = [
+        f"{train_file}:4: expected 8 fields",
+        f"{train_file}:5: zero-length quaternion",
+        f"{train_file}:6: image",  # not found; the frame itself is kept
+        f"{train_file}:7: pose: 'nan' is not a finite number",
+        f"{test_file}:4: image",  # the image does not decode
+        f"{root.resolve() / 'reconstruction.nvm'}:6: observation of camera 4",
+    ]
+    assert len(report.problems) == len(expected), report.problems
+    for prefix, problem in zip(expected, report.problems, strict=True):
+        assert problem.startswith(prefix), (prefix, problem)
+    assert "cannot be decoded" in report.problems[4]
+    assert report.describe().startswith(f"{root.resolve()}: 6 problem(s) found")
+    assert len(report.scene.frames) == 2  # the two frames with readable lines
+
+
+def test_cli_check_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = _cambridge(tmp_path / "scene")
+    assert cli.main(["check", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "OK, cambridge dataset 'scene'" in out and "frames: 2 train, 1 test" in out
+    (root / "dataset_test.txt").write_text(HEADER + "seq2/frame00001.png 7 8 9 0 0 0 0\nx\n")
+    assert cli.main(["check", str(root), "--format", "cambridge"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "3 problem(s) found" in captured.err
+    assert "dataset_test.txt:4: zero-length quaternion" in captured.err
+    assert "dataset_test.txt:5: expected 8 fields" in captured.err
+    assert "no test frames" in captured.err
+    assert cli.main(["check", str(tmp_path / "nowhere")]) == 2
+    assert "dataset folder not found" in capsys.readouterr().err
+    assert cli.main(["check", str(REALDATA / "7scenes" / "stairs")]) == 0
+    assert "frames: 12 train, 6 test" in capsys.readouterr().out
