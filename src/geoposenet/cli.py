@@ -8,11 +8,13 @@ message and no traceback, 1 anything else.
 from __future__ import annotations
 
 import argparse
+import json
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from geoposenet.errors import InputError
+from geoposenet.errors import InputError, TrainingError, TrainingInterrupted
 
 Handler = Callable[[argparse.Namespace], int]
 FORMATS = ("auto", "cambridge", "7scenes", "colmap")
@@ -57,7 +59,174 @@ def _add_check(sub: argparse._SubParsersAction) -> Handler:
     return run
 
 
-COMMANDS: tuple[Callable[[argparse._SubParsersAction], Handler], ...] = (_add_synth, _add_check)
+def _crop(text: str) -> tuple[int, int]:
+    """'224' or '96x128' (height x width) -> (h, w)."""
+    try:
+        parts = [int(v) for v in text.lower().split("x")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or HxW pixels, got {text!r}") from None
+    if len(parts) == 1:
+        return (parts[0], parts[0])
+    if len(parts) == 2:
+        return (parts[0], parts[1])
+    raise argparse.ArgumentTypeError(f"expected N or HxW pixels, got {text!r}")
+
+
+def _add_train(sub: argparse._SubParsersAction) -> Handler:
+    from geoposenet.config import PRESETS, SCHEDULES
+    from geoposenet.losses import LOSSES, NORMS
+
+    p = sub.add_parser(
+        "train",
+        help="train a PoseNet on a dataset",
+        description="Train a PoseNet. A preset sets defaults ('paper': GoogLeNet at 224 px, "
+        "batch 64, learned weighting; 'cpu': the same at 112 px, batch 32); flags override it.",
+    )
+    p.add_argument("data", type=Path, help="dataset folder")
+    p.add_argument("--out", type=Path, required=True, help="run directory")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="paper")
+    p.add_argument("--format", choices=FORMATS, default="auto")
+    p.add_argument("--loss", choices=LOSSES)
+    p.add_argument("--beta", type=float, help="weight of the orientation loss (--loss beta)")
+    p.add_argument("--norm", choices=NORMS)
+    p.add_argument("--backbone")
+    p.add_argument("--pretrained", help="imagenet | none | FILE (a classifier state dict)")
+    p.add_argument("--init", help="start from this checkpoint (e.g. fine-tune with reprojection)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--schedule", choices=SCHEDULES)
+    p.add_argument("--warmup-epochs", type=int)
+    p.add_argument("--dropout", type=float)
+    p.add_argument("--resize", type=int, help="shorter image side before cropping (pixels)")
+    p.add_argument("--crop", type=_crop, help="network input: N or HxW pixels")
+    p.add_argument("--jitter", type=float, help="colour jitter strength in [0, 1]")
+    p.add_argument("--points-per-frame", type=int)
+    p.add_argument("--eval-every", type=int)
+    p.add_argument("--workers", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto | cpu | cuda[:N]")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    def run(args: argparse.Namespace) -> int:
+        from geoposenet.config import resolve_config
+        from geoposenet.train import fit
+
+        overrides = {
+            key: getattr(args, key)
+            for key in (
+                "format", "loss", "beta", "norm", "backbone", "pretrained", "init", "epochs",
+                "batch_size", "lr", "weight_decay", "schedule", "warmup_epochs", "dropout",
+                "resize", "crop", "jitter", "points_per_frame", "eval_every", "workers", "seed",
+                "device", "threads",
+            )
+        }  # fmt: skip
+        config = resolve_config(args.preset, data=str(args.data), out=str(args.out), **overrides)
+        run_dir = fit(config, resume=args.resume, progress=not args.no_progress)
+        print(f"trained: {run_dir / 'last.pt'} (best on the test split: {run_dir / 'best.pt'})")
+        return 0
+
+    return run
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> Handler:
+    p = sub.add_parser("eval", help="evaluate a checkpoint: metrics.json, errors.csv, plots")
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("data", type=Path, help="dataset folder")
+    p.add_argument("--split", choices=("test", "train"), default="test")
+    p.add_argument("--out", type=Path, help="output folder (default: RUN/eval-SPLIT)")
+    p.add_argument("--format", choices=FORMATS, default="auto")
+    p.add_argument("--batch-size", type=int, default=32)
+
+    def run(args: argparse.Namespace) -> int:
+        from geoposenet.evaluate import evaluate
+
+        out = args.out or args.checkpoint.parent / f"eval-{args.split}"
+        metrics = evaluate(
+            args.checkpoint, args.data, args.split, out, args.format, args.batch_size
+        )
+        print(
+            f"{metrics['num_frames']} {args.split} frames: median "
+            f"{metrics['median_position_error_m']:.3f} m, "
+            f"{metrics['median_rotation_error_deg']:.2f} deg; written to {out}"
+        )
+        return 0
+
+    return run
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> Handler:
+    p = sub.add_parser("predict", help="poses of images, in the scene's coordinates")
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("images", type=Path, nargs="+")
+    p.add_argument("--json", action="store_true", help="JSON instead of CSV")
+
+    def run(args: argparse.Namespace) -> int:
+        from geoposenet.models import PoseNet
+
+        model = PoseNet.from_checkpoint(args.checkpoint)
+        poses = model.predict(args.images)
+        rows = [
+            {"image": str(path), "position": p.tolist(), "quaternion_wxyz": q.tolist()}
+            for path, p, q in zip(args.images, poses.positions, poses.quaternions, strict=True)
+        ]
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        else:
+            print("image,x,y,z,qw,qx,qy,qz")
+            for row in rows:
+                values = [*row["position"], *row["quaternion_wxyz"]]
+                print(",".join([row["image"], *(f"{v:.9g}" for v in values)]))
+        return 0
+
+    return run
+
+
+def _add_export(sub: argparse._SubParsersAction) -> Handler:
+    p = sub.add_parser("export", help="export a checkpoint to ONNX (checked with onnxruntime)")
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("out", type=Path, help="output .onnx file")
+
+    def run(args: argparse.Namespace) -> int:
+        from geoposenet.export import export_onnx
+
+        difference = export_onnx(args.checkpoint, args.out)
+        print(f"wrote {args.out}; onnxruntime matches torch (max difference {difference:.2e})")
+        return 0
+
+    return run
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> Handler:
+    p = sub.add_parser(
+        "demo", help="synthetic room -> train -> fine-tune with reprojection -> evaluate -> report"
+    )
+    p.add_argument("--out", type=Path, default=Path("demo_run"))
+    p.add_argument("--backbone", default="efficientnet_lite0")
+    p.add_argument("--pretrained", default="imagenet")
+    p.add_argument("--preset", choices=("room", "tiny"), default="room", help="synthetic scene")
+
+    def run(args: argparse.Namespace) -> int:
+        from geoposenet.demo import run_demo
+
+        run_demo(args.out, args.backbone, args.pretrained, args.preset)
+        return 0
+
+    return run
+
+
+COMMANDS: tuple[Callable[[argparse._SubParsersAction], Handler], ...] = (
+    _add_demo,
+    _add_synth,
+    _add_check,
+    _add_train,
+    _add_eval,
+    _add_predict,
+    _add_export,
+)
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
@@ -85,6 +254,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except TrainingError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except TrainingInterrupted as stopped:
+        print(stopped, file=sys.stderr)
+        return 128 + stopped.signum if stopped.signum in (signal.SIGINT, signal.SIGTERM) else 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -23,3 +23,20 @@ class DatasetError(InputError):
 
 class CheckpointError(InputError):
     """A checkpoint that cannot be loaded: missing, unsafe, of another format or backbone."""
+
+
+class TrainingError(Exception):
+    """Training cannot go on (e.g. a non-finite loss); the message says why and what was kept."""
+
+
+class TrainingInterrupted(Exception):
+    """SIGINT/SIGTERM during training: last.pt was written; the message says how to resume."""
+
+    def __init__(self, run: Path, signum: int, epoch: int, batch: int) -> None:
+        self.run = Path(run)
+        self.signum = signum
+        super().__init__(
+            f"training stopped by signal {signum} at epoch {epoch + 1}, batch {batch}; "
+            f"{self.run / 'last.pt'} holds the state. Continue with the same command plus "
+            f"--resume (e.g. geoposenet train ... --out {self.run} --resume)"
+        )

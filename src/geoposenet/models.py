@@ -8,20 +8,19 @@ camera centre, dataset coordinates) is a float64 buffer: `to_scene` adds it back
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 import torchvision
 from torch import Tensor, nn
 
+from geoposenet.data import IMAGENET_MEAN, IMAGENET_STD
 from geoposenet.errors import CheckpointError, InputError
-from geoposenet.geometry import normalize_quaternion
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from geoposenet.geometry import canonical_quaternion, normalize_quaternion
 
 
 @dataclass(frozen=True)
@@ -107,9 +106,7 @@ def _lite0_imagenet() -> dict[str, Tensor]:
     )
     values = [v for k, v in source.items() if not k.endswith("num_batches_tracked")]
     keys = [
-        k
-        for k in _efficientnet_lite0(False).state_dict()
-        if not k.endswith("num_batches_tracked")
+        k for k in _efficientnet_lite0(False).state_dict() if not k.endswith("num_batches_tracked")
     ]
     if len(values) != len(keys):
         raise InputError(f"efficientnet_lite0 weights: {len(values)} tensors, expected {len(keys)}")
@@ -209,6 +206,14 @@ class PosePrediction(NamedTuple):
     quaternion: Tensor
 
 
+class Poses(NamedTuple):
+    """Predicted poses in the dataset's coordinates: positions (N, 3) float64 camera centres
+    (metres) and quaternions (N, 4) float64 unit world -> camera rotations, wxyz, w >= 0."""
+
+    positions: np.ndarray
+    quaternions: np.ndarray
+
+
 class PoseNet(nn.Module):
     """Backbone + pose head: global pooling (in the backbone), dropout, a linear layer to 7
     outputs (3 position, 4 quaternion), the quaternion normalised to unit length."""
@@ -257,6 +262,45 @@ class PoseNet(nn.Module):
     def to_scene(self, position: Tensor) -> Tensor:
         """(B, 3) centred positions -> float64 positions in the dataset's own coordinates."""
         return position.to(torch.float64) + self.offset
+
+    def prepare(self, path: str | Path) -> Tensor:
+        """Read one image file as the model's input: decoded, shorter side resized to
+        `config.resize`, centre-cropped to `config.crop`; (3, h, w) uint8."""
+        from geoposenet.data import crop_origin
+        from geoposenet.imagecache import load_image
+
+        image = load_image(Path(path), self.config.resize)
+        height, width = self.config.crop
+        if image.shape[1] < height or image.shape[2] < width:
+            raise InputError(
+                f"{path}: image too small for the model's {height}x{width} input after resizing"
+            )
+        top, left = crop_origin(image.shape[1], image.shape[2], self.config.crop, None)
+        return image[:, top : top + height, left : left + width]
+
+    @torch.no_grad()
+    def predict(self, images: Sequence[str | Path] | Tensor, batch_size: int = 32) -> Poses:
+        """Poses in scene coordinates for image files (prepared as in `prepare`) or for a
+        ready (N, 3, h, w) uint8 / [0, 1] float tensor. Runs in eval mode on the model's device."""
+        was_training = self.training
+        self.eval()
+        device = self.offset.device
+        positions, quaternions = [], []
+        count = len(images)
+        for start in range(0, count, batch_size):
+            chunk = images[start : start + batch_size]
+            batch = (
+                chunk
+                if isinstance(chunk, Tensor)
+                else torch.stack([self.prepare(p) for p in chunk])
+            )
+            prediction = self(batch.to(device))
+            positions.append(self.to_scene(prediction.position).cpu())
+            quaternions.append(canonical_quaternion(prediction.quaternion.double()).cpu())
+        self.train(was_training)
+        if not positions:
+            return Poses(np.zeros((0, 3)), np.zeros((0, 4)))
+        return Poses(torch.cat(positions).numpy(), torch.cat(quaternions).numpy())
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> PoseNet:

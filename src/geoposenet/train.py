@@ -1,0 +1,417 @@
+"""Training: `fit(config) -> run directory`.
+
+A run directory holds config.json, log.jsonl (one JSON line per epoch), last.pt (written
+atomically after every epoch and on SIGINT/SIGTERM) and best.pt (lowest test median position
+error so far; these benchmarks have no validation split, so this is a convenience, and reports
+use last.pt). TensorBoard events go to tensorboard/ when tensorboard is installed.
+
+Reproducibility: the batch order is a permutation seeded by (seed, epoch); every item's crop and
+points by (seed, epoch, index); and the global torch RNG (dropout) and the colour jitter are
+reseeded at every step from (seed, epoch, batch). A run therefore resumes from any checkpoint,
+even mid-epoch, to bitwise the same weights as an uninterrupted run (CPU, same thread count).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Sampler
+from tqdm import tqdm
+
+from geoposenet.cache import atomic_write_text
+from geoposenet.checkpoint import load_checkpoint, save_checkpoint
+from geoposenet.config import TrainConfig
+from geoposenet.data import PoseDataset, augment_batch
+from geoposenet.errors import InputError, TrainingError, TrainingInterrupted
+from geoposenet.evaluate import pose_errors, predict_dataset, summarize
+from geoposenet.losses import PoseLoss, make_loss
+from geoposenet.models import PoseNet
+from geoposenet.scene import Scene, Split
+
+# Fields that may change when resuming a run (everything else must match the stored config).
+RESUMABLE_CHANGES = {"epochs", "eval_every", "workers", "threads", "device", "out", "data"}
+
+
+class EpochBatches(Sampler[list[int]]):
+    """Batches of indices for one epoch: a permutation seeded by (seed, epoch), cut into full
+    batches (the last partial batch is dropped; BatchNorm needs > 1 item), starting at batch
+    `start` so a resumed run skips what was already trained. `rank`/`world` take every
+    world-th batch slice for distributed training."""
+
+    def __init__(self, length: int, batch_size: int, seed: int, rank: int = 0, world: int = 1):
+        self.length = length
+        self.batch_size = min(batch_size, length)
+        self.seed = seed
+        self.rank = rank
+        self.world = world
+        self.epoch = 0
+        self.start = 0
+
+    def batches(self) -> list[np.ndarray]:
+        order = np.random.default_rng((self.seed, self.epoch)).permutation(self.length)
+        count = self.length // self.batch_size
+        return [order[i * self.batch_size : (i + 1) * self.batch_size] for i in range(count)]
+
+    def __len__(self) -> int:
+        return max(self.length // self.batch_size - self.start, 0)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for batch in self.batches()[self.start :]:
+            share = len(batch) // self.world
+            yield batch[self.rank * share : (self.rank + 1) * share].tolist()
+
+
+@dataclass
+class RunState:
+    """Where training stands: the next (epoch, batch) to train and bookkeeping."""
+
+    epoch: int = 0
+    batch: int = 0
+    step: int = 0
+    best: float | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def learning_rate(config: TrainConfig, epoch: int, batch: int, batches_per_epoch: int) -> float:
+    """The schedule as a pure function of the position in training (no state to save):
+    linear warmup over `warmup_epochs`, then constant, cosine to zero, or x0.1 at 50% and 75%."""
+    t = epoch + batch / max(batches_per_epoch, 1)
+    if t < config.warmup_epochs:
+        return config.lr * (t + 1 / max(batches_per_epoch, 1)) / config.warmup_epochs
+    progress = (t - config.warmup_epochs) / max(config.epochs - config.warmup_epochs, 1e-9)
+    if config.schedule == "cosine":
+        return config.lr * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    if config.schedule == "step":
+        return config.lr * (0.1 ** int(progress >= 0.5)) * (0.1 ** int(progress >= 0.75))
+    return config.lr
+
+
+def step_seed(seed: int, epoch: int, batch: int) -> int:
+    """A 63-bit seed for the randomness of one training step."""
+    return int(np.random.default_rng((seed, epoch, batch, 7)).integers(2**63 - 1))
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"--device {name}: CUDA is not available on this machine")
+    return torch.device(name)
+
+
+class _StopSignals:
+    """Turns SIGINT/SIGTERM into a flag checked after each step (main thread only)."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.received = signum
+
+    def __enter__(self) -> _StopSignals:
+        try:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        except ValueError:  # not the main thread: leave signals alone
+            pass
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+def _prepare_run(config: TrainConfig, resume: bool) -> tuple[Path, dict[str, Any] | None]:
+    """Create or reopen the run directory; return it and the checkpoint to resume from."""
+    run = Path(config.out)
+    last = run / "last.pt"
+    if resume and last.exists():
+        checkpoint = load_checkpoint(last)
+        stored = TrainConfig.from_dict(checkpoint["train_config"]).to_dict()
+        changed = [
+            f"{key}: {stored[key]!r} -> {value!r}"
+            for key, value in config.to_dict().items()
+            if key not in RESUMABLE_CHANGES and stored.get(key) != value
+        ]
+        if changed:
+            raise InputError(
+                f"--resume {run}: the run was started with other settings ({'; '.join(changed)});"
+                " resume with the same flags, or train into a new --out"
+            )
+        return run, checkpoint
+    if last.exists():
+        raise InputError(
+            f"{run} already holds a training run (last.pt); pass --resume to continue it, "
+            "or choose another --out"
+        )
+    run.mkdir(parents=True, exist_ok=True)
+    return run, None
+
+
+def _build_model(config: TrainConfig, scene: Scene) -> tuple[PoseNet, dict[str, Any] | None]:
+    """A fresh model (offset = mean training centre) or one started from --init."""
+    if config.init is None:
+        offset = torch.as_tensor(scene.train_centre())
+        return PoseNet(config.model_config(), offset=offset), None
+    init = load_checkpoint(Path(config.init))
+    model = PoseNet.from_checkpoint(config.init).train()
+    if model.config.backbone != config.backbone:
+        raise InputError(
+            f"--init {config.init}: a {model.config.backbone} model, but --backbone is "
+            f"{config.backbone}"
+        )
+    return model, init
+
+
+def _log_line(run: Path, record: dict[str, Any]) -> None:
+    with open(run / "log.jsonl", "a", encoding="utf-8") as log:
+        log.write(json.dumps(record) + "\n")
+
+
+def _truncate_log(run: Path, epoch: int) -> None:
+    """Drop log lines of epochs >= `epoch` (they are trained again after a resume)."""
+    path = run / "log.jsonl"
+    if path.exists():
+        kept = [
+            line
+            for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and json.loads(line).get("epoch", 0) < epoch
+        ]
+        atomic_write_text(path, "".join(line + "\n" for line in kept))
+
+
+class _Trainer:
+    """One training run; `fit` below is its public face."""
+
+    def __init__(self, config: TrainConfig, resume: bool, progress: bool) -> None:
+        from geoposenet.readers import load_scene
+
+        config.validate()
+        self.config = config
+        self.progress = progress
+        self.device = resolve_device(config.device)
+        if config.threads > 0:
+            torch.set_num_threads(config.threads)
+        self.run, checkpoint = _prepare_run(config, resume)
+        self.scene = load_scene(Path(config.data), format=config.format)
+        if config.loss == "reprojection" and not any(f.point_ids.size for f in self.scene.frames):
+            raise InputError(
+                f"{config.data}: the reprojection loss needs 3D points, and this dataset has none"
+            )
+        self.model, init = _build_model(config, self.scene)
+        self.model.to(self.device)
+        self.loss: PoseLoss = make_loss(
+            config.loss, config.norm, config.beta, config.s_x, config.s_q
+        )
+        self.loss.to(self.device)
+        if init is not None and init.get("loss_name") == config.loss and init.get("loss"):
+            self.loss.load_state_dict(init["loss"])
+        offset = self.model.offset.cpu().numpy()
+        points = config.points_per_frame if config.loss == "reprojection" else 0
+        self.train_set = self._dataset("train", offset, points)
+        self.test_set = self._dataset("test", offset, 0)
+        self.optimizer = torch.optim.Adam(
+            [
+                {"params": list(self.model.parameters()), "weight_decay": config.weight_decay},
+                {"params": list(self.loss.parameters()), "weight_decay": 0.0},
+            ],
+            lr=config.lr,
+        )
+        self.state = RunState()
+        if checkpoint is not None:
+            self._restore(checkpoint)
+        self.sampler = EpochBatches(len(self.train_set), config.batch_size, config.seed)
+        self.loader = DataLoader(
+            self.train_set,
+            batch_sampler=self.sampler,
+            num_workers=config.workers,
+            persistent_workers=config.workers > 0,
+            pin_memory=self.device.type == "cuda",
+        )
+        self.writer = self._tensorboard()
+        atomic_write_text(self.run / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
+
+    def _dataset(self, split: Split, offset: np.ndarray, points: int) -> PoseDataset:
+        config = self.config
+        return PoseDataset(
+            self.scene,
+            split,
+            offset,
+            resize=config.resize,
+            crop=config.crop,
+            points_per_frame=points,
+            seed=config.seed,
+        )
+
+    def _restore(self, checkpoint: dict[str, Any]) -> None:
+        self.model.load_state_dict(checkpoint["model"])
+        self.loss.load_state_dict(checkpoint["loss"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.state = RunState(
+            checkpoint["epoch"],
+            checkpoint["batch"],
+            checkpoint["step"],
+            checkpoint.get("best"),
+            checkpoint.get("metrics") or {},
+        )
+        _truncate_log(self.run, self.state.epoch)
+
+    def _tensorboard(self) -> Any:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard is optional
+            return None
+        return SummaryWriter(str(self.run / "tensorboard"))
+
+    def checkpoint(self, path: Path) -> None:
+        save_checkpoint(
+            path,
+            {
+                "model_config": self.model.config.to_dict(),
+                "model": self.model.state_dict(),
+                "train_config": self.config.to_dict(),
+                "loss_name": self.config.loss,
+                "loss": self.loss.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "epoch": self.state.epoch,
+                "batch": self.state.batch,
+                "step": self.state.step,
+                "best": self.state.best,
+                "metrics": self.state.metrics,
+            },
+        )
+
+    def evaluate(self) -> dict[str, Any]:
+        frames = self.scene.split("test")
+        position, quaternion = predict_dataset(self.model, self.test_set, self.config.batch_size)
+        true_position = np.stack([f.centre for f in frames])
+        true_quaternion = np.stack([f.quaternion for f in frames])
+        pos, rot = pose_errors(position, quaternion, true_position, true_quaternion)
+        return summarize(pos, rot)
+
+    def train_epoch(self, stop: _StopSignals) -> tuple[dict[str, float], int, float]:
+        """Train from (state.epoch, state.batch) to the end of the epoch or a stop signal."""
+        config, state = self.config, self.state
+        self.sampler.epoch, self.sampler.start = state.epoch, state.batch
+        self.train_set.set_epoch(state.epoch)
+        per_epoch = len(self.sampler.batches())
+        sums: dict[str, float] = {}
+        images, started = 0, time.perf_counter()
+        self.model.train()
+        bar = tqdm(
+            total=per_epoch,
+            initial=state.batch,
+            desc=f"epoch {state.epoch + 1}/{config.epochs}",
+            disable=not self.progress,
+            leave=False,
+            dynamic_ncols=True,
+        )
+        for batch in self.loader:
+            seed = step_seed(config.seed, state.epoch, state.batch)
+            torch.manual_seed(seed)
+            lr = learning_rate(config, state.epoch, state.batch, per_epoch)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+            inputs = batch["image"]
+            if config.jitter > 0:
+                generator = torch.Generator(device=self.device).manual_seed(seed)
+                j = config.jitter
+                inputs = augment_batch(inputs, generator, j, j, j, min(0.05, j / 5))
+            prediction = self.model(inputs)
+            loss, parts = self.loss(prediction.position, prediction.quaternion, batch)
+            if not torch.isfinite(loss):
+                raise self._diverged(parts)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            values = {k: float(v) for k, v in parts.items()}
+            for key, value in values.items():
+                sums[key] = sums.get(key, 0.0) + value
+            images += len(inputs)
+            state.batch += 1
+            state.step += 1
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.3g}" for k, v in values.items()}, refresh=False)
+            if stop.received is not None:
+                break
+        bar.close()
+        count = max(state.batch - self.sampler.start, 1)
+        return {k: v / count for k, v in sums.items()}, images, time.perf_counter() - started
+
+    def _diverged(self, parts: dict[str, torch.Tensor]) -> TrainingError:
+        values = ", ".join(f"{k}={float(v):.4g}" for k, v in parts.items())
+        return TrainingError(
+            f"the loss became non-finite at epoch {self.state.epoch + 1}, batch "
+            f"{self.state.batch + 1} (step {self.state.step + 1}): {values}. Training stopped; "
+            f"{self.run / 'last.pt'} keeps the last good epoch. Likely causes: a learning rate "
+            f"too high for this loss (try a smaller --lr), or bad labels (run "
+            f"'geoposenet check {self.config.data}')."
+        )
+
+    def fit(self) -> Path:
+        config, state = self.config, self.state
+        with _StopSignals() as stop:
+            while state.epoch < config.epochs:
+                train_parts, images, seconds = self.train_epoch(stop)
+                if stop.received is not None:
+                    self.checkpoint(self.run / "last.pt")
+                    raise TrainingInterrupted(self.run, stop.received, state.epoch, state.batch)
+                record: dict[str, Any] = {
+                    "epoch": state.epoch,
+                    "step": state.step,
+                    "lr": learning_rate(config, state.epoch, 0, 1),
+                    "time_s": round(seconds, 3),
+                    "images_per_s": round(images / max(seconds, 1e-9), 2),
+                    "train": train_parts,
+                }
+                state.epoch, state.batch = state.epoch + 1, 0
+                last_epoch = state.epoch == config.epochs
+                if state.epoch % config.eval_every == 0 or last_epoch:
+                    state.metrics = self.evaluate()
+                    record["eval"] = {
+                        k: state.metrics[k]
+                        for k in ("median_position_error_m", "median_rotation_error_deg")
+                    }
+                    score = state.metrics["median_position_error_m"]
+                    if state.best is None or score < state.best:
+                        state.best = score
+                        self.checkpoint(self.run / "best.pt")
+                self.checkpoint(self.run / "last.pt")
+                _log_line(self.run, record)
+                self._tensorboard_record(record)
+        if self.writer is not None:
+            self.writer.close()
+        return self.run
+
+    def _tensorboard_record(self, record: dict[str, Any]) -> None:
+        if self.writer is None:
+            return
+        for key, value in record["train"].items():
+            self.writer.add_scalar(f"train/{key}", value, record["epoch"])
+        for key, value in record.get("eval", {}).items():
+            self.writer.add_scalar(f"test/{key}", value, record["epoch"])
+        self.writer.add_scalar("lr", record["lr"], record["epoch"])
+        self.writer.flush()
+
+
+def fit(config: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
+    """Train a PoseNet as `config` says; return the run directory. With `resume`, continue the
+    run in `config.out` from its last.pt (a fresh start when there is none)."""
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
+    try:
+        return _Trainer(config, resume, progress).fit()
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
