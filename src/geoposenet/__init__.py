@@ -15,7 +15,7 @@ _EXPORTS = {
     "PoseNet": "geoposenet.models",
     "fit": "geoposenet.train",
     "TrainConfig": "geoposenet.train",
-    "evaluate": "geoposenet.evaluate",
+    "evaluate": "geoposenet.evaluation",
     "InputError": "geoposenet.errors",
     "DatasetError": "geoposenet.errors",
 }
@@ -35,7 +35,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from geoposenet.errors import DatasetError, InputError
-    from geoposenet.evaluate import evaluate
+    from geoposenet.evaluation import evaluate
     from geoposenet.models import PoseNet
     from geoposenet.readers import load_scene
     from geoposenet.scene import Frame, Scene

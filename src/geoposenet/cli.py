@@ -142,7 +142,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> Handler:
     p.add_argument("--batch-size", type=int, default=32)
 
     def run(args: argparse.Namespace) -> int:
-        from geoposenet.evaluate import evaluate
+        from geoposenet.evaluation import evaluate
 
         out = args.out or args.checkpoint.parent / f"eval-{args.split}"
         metrics = evaluate(

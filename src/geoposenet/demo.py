@@ -19,7 +19,7 @@ import numpy as np
 from geoposenet.baselines import mean_pose, nearest_training_pose
 from geoposenet.cache import atomic_write_text, cache_root
 from geoposenet.config import TrainConfig
-from geoposenet.evaluate import FrameErrors, errors_csv, frame_errors, pose_errors, summarize
+from geoposenet.evaluation import FrameErrors, errors_csv, frame_errors, pose_errors, summarize
 from geoposenet.models import PoseNet
 from geoposenet.scene import Scene
 

@@ -7,9 +7,8 @@ atomically as PNG. Positions are in the dataset's coordinates (metres), rotation
 from __future__ import annotations
 
 import json
-import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,26 +19,20 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from geoposenet.cache import atomic_write
+from geoposenet.cache import atomic_write, atomic_write_text
 from geoposenet.evaluation import FrameErrors
 from geoposenet.scene import Scene
 
 AXIS_NAMES = ("x", "y", "z")
 
 
-def _write(path: Path, write: Callable[[Path], object]) -> None:
-    """atomic_write, leaving the file readable by others (0644, not the temporary file's 0600)."""
-
-    def readable(tmp: Path) -> None:
-        write(tmp)
-        os.chmod(tmp, 0o644)
-
-    atomic_write(Path(path), readable)
-
-
 def save_figure(fig: Figure, path: Path, dpi: int = 120) -> None:
     """Write `fig` as a PNG atomically."""
-    _write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
+
+    def write(tmp: Path) -> None:
+        fig.savefig(tmp, format="png", dpi=dpi)
+
+    atomic_write(Path(path), write)
 
 
 def ground_axes(centres: np.ndarray) -> tuple[int, int]:
@@ -295,4 +288,4 @@ def write_report(
     else:
         lines.append(f"No training log entries at `{log_path}`; training curves skipped.")
     text = "\n".join(lines) + "\n"
-    _write(folder / "report.md", lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    atomic_write_text(folder / "report.md", text)

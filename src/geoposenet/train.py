@@ -33,7 +33,7 @@ from geoposenet.checkpoint import load_checkpoint, save_checkpoint
 from geoposenet.config import TrainConfig
 from geoposenet.data import PoseDataset, augment_batch
 from geoposenet.errors import InputError, TrainingError, TrainingInterrupted
-from geoposenet.evaluate import pose_errors, predict_dataset, summarize
+from geoposenet.evaluation import pose_errors, predict_dataset, summarize
 from geoposenet.losses import PoseLoss, make_loss
 from geoposenet.models import PoseNet
 from geoposenet.scene import Scene, Split
@@ -80,6 +80,7 @@ class RunState:
     step: int = 0
     best: float | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
+    sums: dict[str, float] = field(default_factory=dict)  # loss parts summed over this epoch
 
 
 def learning_rate(config: TrainConfig, epoch: int, batch: int, batches_per_epoch: int) -> float:
@@ -209,6 +210,7 @@ class _Trainer:
             raise InputError(
                 f"{config.data}: the reprojection loss needs 3D points, and this dataset has none"
             )
+        torch.manual_seed(config.seed)  # the head's (and a random backbone's) initial weights
         self.model, init = _build_model(config, self.scene)
         self.model.to(self.device)
         self.loss: PoseLoss = make_loss(
@@ -264,6 +266,7 @@ class _Trainer:
             checkpoint["step"],
             checkpoint.get("best"),
             checkpoint.get("metrics") or {},
+            checkpoint.get("sums") or {},
         )
         _truncate_log(self.run, self.state.epoch)
 
@@ -289,6 +292,7 @@ class _Trainer:
                 "step": self.state.step,
                 "best": self.state.best,
                 "metrics": self.state.metrics,
+                "sums": self.state.sums,
             },
         )
 
@@ -306,7 +310,9 @@ class _Trainer:
         self.sampler.epoch, self.sampler.start = state.epoch, state.batch
         self.train_set.set_epoch(state.epoch)
         per_epoch = len(self.sampler.batches())
-        sums: dict[str, float] = {}
+        if state.batch == 0:
+            state.sums = {}
+        sums = state.sums
         images, started = 0, time.perf_counter()
         self.model.train()
         bar = tqdm(
@@ -347,7 +353,7 @@ class _Trainer:
             if stop.received is not None:
                 break
         bar.close()
-        count = max(state.batch - self.sampler.start, 1)
+        count = max(state.batch, 1)
         return {k: v / count for k, v in sums.items()}, images, time.perf_counter() - started
 
     def _diverged(self, parts: dict[str, torch.Tensor]) -> TrainingError:
