@@ -162,9 +162,11 @@ def _face_frame(axis: int, normal_sign: float) -> tuple[int, float, int, float]:
     return col_axis, float(np.sign(right[col_axis])), 2, -1.0
 
 
-def _wall(rng: tx.Rng, h: int, w: int, texel: float, index: int) -> np.ndarray:
+def _wall(
+    rng: tx.Rng, h: int, w: int, texel: float, index: int, photos: list[str], paint: np.ndarray
+) -> np.ndarray:
     """A painted wall with skirting, optional dado band, and posters/windows/doors/boards."""
-    colour = WALL_COLOURS[rng.integers(len(WALL_COLOURS))] * rng.uniform(0.9, 1.05)
+    colour = paint * rng.uniform(0.9, 1.05)
     tex = tx.tinted(rng, h, w, texel, colour, amount=0.05)
     if rng.random() < 0.6:
         dado = int(rng.uniform(0.8, 1.1) / texel)
@@ -207,7 +209,7 @@ def _wall(rng: tx.Rng, h: int, w: int, texel: float, index: int) -> np.ndarray:
         elif kind == "board":
             image = tx.whiteboard(rng, ph, pw)
         else:
-            image = tx.framed(tx.poster(rng, ph, pw), rng, texel)
+            image = tx.framed(tx.poster(rng, ph, pw, photos), rng, texel)
         tx.paste(tex, image, h - int((bottom + ih) / texel), int(left / texel))
     return tex
 
@@ -244,7 +246,9 @@ def _floor(rng: tx.Rng, h: int, w: int, texel: float) -> np.ndarray:
     return tex
 
 
-def _box_face(rng: tx.Rng, kind: str, h: int, w: int, texel: float, front: bool) -> np.ndarray:
+def _box_face(
+    rng: tx.Rng, kind: str, h: int, w: int, texel: float, front: bool, photos: list[str]
+) -> np.ndarray:
     """Texture of one furniture face by material kind; `front` faces carry the most detail."""
     wood_colour = rng.uniform([0.35, 0.22, 0.1], [0.7, 0.5, 0.3]).astype(np.float32)
     if kind == "books" and front:
@@ -260,7 +264,7 @@ def _box_face(rng: tx.Rng, kind: str, h: int, w: int, texel: float, front: bool)
             ph = int(min(h * 0.4, rng.uniform(0.4, 0.8) / texel))
             tx.paste(
                 tex,
-                tx.framed(tx.poster(rng, ph, max(w - 4, 2)), rng, texel),
+                tx.framed(tx.poster(rng, ph, max(w - 4, 2), photos), rng, texel),
                 int(rng.uniform(0.35, 0.5) * h),
                 2,
             )
@@ -277,6 +281,8 @@ def _box_face(rng: tx.Rng, kind: str, h: int, w: int, texel: float, front: bool)
 def build_room(seed: int, texel: float, detail_texel: float = 0.0025) -> Room:
     """Build the room for `seed`: geometry is fixed, textures depend on the seed."""
     rng = np.random.default_rng([seed, 11])
+    photos = [str(name) for name in rng.permutation(tx.PHOTOS)]  # each photo hangs at most once
+    walls = WALL_COLOURS[rng.permutation(len(WALL_COLOURS))]  # a different paint on every wall
     boxes = np.array([[lo, hi] for _, lo, hi in FURNITURE], dtype=np.float64)
     centre = ROOM.mean(axis=0)
     columns: dict[str, list] = {k: [] for k in Faces.__dataclass_fields__}
@@ -302,14 +308,16 @@ def build_room(seed: int, texel: float, detail_texel: float = 0.0025) -> Room:
                         if (axis, side) == (2, 0)
                         else _ceiling(rng, h, w, texel)
                         if axis == 2
-                        else _wall(rng, h, w, texel, 2 * axis + side)
+                        else _wall(
+                            rng, h, w, texel, 2 * axis + side, photos, walls[2 * axis + side]
+                        )
                     )
                 elif not exposed:
                     h, w, tex = 2, 2, np.full((2, 2, 3), 0.2, np.float32)
                 else:
                     to_centre = centre - (lo + hi) / 2
                     front = axis < 2 and normal[axis] * to_centre[axis] > 0.3
-                    tex = _box_face(rng, FURNITURE[b - 1][0], h, w, texel, front)
+                    tex = _box_face(rng, FURNITURE[b - 1][0], h, w, texel, front, photos)
                 face_lo, face_hi = lo.copy(), hi.copy()
                 face_lo[axis] = face_hi[axis] = plane
                 for key, value in (

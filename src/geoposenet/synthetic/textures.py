@@ -133,7 +133,9 @@ def planks(rng: Rng, h: int, w: int, texel: float) -> np.ndarray:
 
 def rug(rng: Rng, h: int, w: int, texel: float) -> np.ndarray:
     """A patterned rug: nested borders and a diamond field in random colours, (h, w, 3)."""
-    colours = rng.uniform(0.15, 0.85, (5, 3)).astype(np.float32)
+    colours = (0.4 * rng.uniform(0.1, 0.9, (5, 3)) + 0.6 * rng.uniform(0.2, 0.7, (5, 1))).astype(
+        np.float32
+    )  # muted: mostly grey level, some colour
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32) * texel
     border = np.minimum(np.minimum(yy, h * texel - yy), np.minimum(xx, w * texel - xx))
     band = np.clip((border / 0.12).astype(int), 0, 3)
@@ -253,16 +255,15 @@ def door(rng: Rng, h: int, w: int, texel: float) -> np.ndarray:
     return tex
 
 
-def poster(rng: Rng, h: int, w: int) -> np.ndarray:
-    """A poster: a sample photo (random crop) or generated art, (h, w, 3)."""
-    choice = rng.integers(len(PHOTOS) + 3)
-    if choice == len(PHOTOS):
+def poster(rng: Rng, h: int, w: int, photos: list[str]) -> np.ndarray:
+    """A poster, (h, w, 3): a random crop of the next unused sample photo from `photos` (which
+    is consumed, so no photo hangs twice) or generated art."""
+    choice = rng.integers(4)
+    if choice == 0 or not photos:
         return shapes_poster(rng, h, w)
-    if choice == len(PHOTOS) + 1:
+    if choice == 1:
         return stripes_poster(rng, h, w)
-    if choice == len(PHOTOS) + 2:
-        return whiteboard(rng, h, w)
-    image = photo(PHOTOS[choice])
+    image = photo(photos.pop())
     ih, iw = image.shape[:2]
     scale = min(ih / h, iw / w) * rng.uniform(0.7, 1.0)
     ch, cw = int(h * scale), int(w * scale)
