@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from geoposenet.cache import atomic_write_text
 from geoposenet.errors import InputError
@@ -78,7 +79,6 @@ class SynthReport:
     camera: dict[str, float]
     reused: bool = False
     seconds: float = 0.0
-    sequences: dict[str, str] = field(default_factory=dict)
 
     def describe(self) -> str:
         """A few human-readable lines."""
@@ -164,6 +164,8 @@ def _prepare(out: Path, marker: dict) -> SynthReport | None:
                 saved["camera"],
                 reused=True,
             )
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out} is a file; synthesize needs a folder")
     if out.exists() and any(out.iterdir()):
         if not (done.exists() or (out / PARTIAL).exists()):
             raise InputError(
@@ -207,6 +209,9 @@ def _render(out: Path, preset: str, format: str, seed: int, marker: dict) -> Syn
     caster = Caster(room.faces, camera)
     depth_caster = Caster(room.faces, DEPTH_CAMERA) if format == "7scenes" else None
     records: list[FrameRecord] = []
+    progress = tqdm(
+        total=sum(p.train) + sum(p.test), desc="rendering", unit="frame", disable=None, leave=False
+    )
     for number, (split, centres, rotations) in enumerate(sequence_poses(p, room, seed), start=1):
         light = np.random.default_rng([seed, 31, number])
         gain = light.uniform(0.75, 1.15) * light.uniform(0.9, 1.1, 3)
@@ -224,6 +229,8 @@ def _render(out: Path, preset: str, format: str, seed: int, marker: dict) -> Syn
             depth_m = depth_caster.cast(centre, rotation)[0].numpy() if depth_caster else None
             write_frame_files(out, format, record, image, depth_m)
             records.append(record)
+            progress.update()
+    progress.close()
     write_metadata(out, format, records, camera, points, colours)
     train = [r for r in records if r.split == "train"]
     test = [r for r in records if r.split == "test"]
