@@ -219,6 +219,27 @@ def test_colmap_problems(tmp_path: Path) -> None:
         load_scene(root, test_every=0)
 
 
+def test_colmap_corrupt_binary_counts_fail_fast(tmp_path: Path) -> None:
+    # COLMAP's own reader would allocate for the corrupt counts; the layout check refuses them.
+    root = tmp_path / "model"
+    _colmap(root).write_binary(str(root / "sparse"))
+    files = {n: (root / "sparse" / n).read_bytes() for n in ("images.bin", "cameras.bin")}
+    images, cameras = root / "sparse" / "images.bin", root / "sparse" / "cameras.bin"
+    count_at = 8 + 4 + 56 + 4 + len(b"im0.png") + 1  # the first image's 2D point count
+    huge = (1 << 40).to_bytes(8, "little")
+    images.write_bytes(files["images.bin"][:count_at] + huge + files["images.bin"][count_at + 8 :])
+    _raises(root, "images.bin", None, f"2D point count {1 << 40} at byte {count_at} does not fit")
+    images.write_bytes(files["images.bin"][:-5])
+    _raises(root, "images.bin", None, "runs past the end of the file")
+    images.write_bytes(files["images.bin"] + b"\0")
+    _raises(root, "images.bin", None, "1 unexpected bytes after the last element")
+    images.write_bytes(files["images.bin"])
+    cameras.write_bytes(
+        files["cameras.bin"][:12] + (99).to_bytes(4, "little") + files["cameras.bin"][16:]
+    )
+    _raises(root, "cameras.bin", None, "unknown camera model id 99")
+
+
 def test_check_dataset_lists_every_problem(tmp_path: Path) -> None:
     train = [
         "seq1/frame00001.png 1 2 3 1 0 0",  # line 4: short

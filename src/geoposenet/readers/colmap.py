@@ -26,6 +26,7 @@ import numpy as np
 
 from geoposenet.errors import InputError
 from geoposenet.geometry import quaternion_to_matrix_np
+from geoposenet.readers._colmap_layout import check_binary_model
 from geoposenet.readers._common import (
     ImageCheck,
     Problems,
@@ -116,6 +117,10 @@ def _load(
     """Read the model with pycolmap: registered images and (point3D_id -> index, (M, 3) xyz)."""
     import pycolmap
 
+    broken = check_binary_model(model)
+    if broken is not None:
+        problems.add(*broken)
+        return None, None
     try:
         reconstruction = pycolmap.Reconstruction(str(model))
         ids = sorted(reconstruction.points3D)
