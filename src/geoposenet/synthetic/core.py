@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -199,6 +201,42 @@ def synthesize(
         torch.set_num_threads(threads)
 
 
+def _render_frames(
+    out: Path, format: str, p: Preset, room: Room, points: np.ndarray, seed: int
+) -> list[FrameRecord]:
+    """Render every frame of every sequence and write its files; returns the frame records.
+    PNG encoding (zlib releases the GIL) runs in a second thread, overlapping the rendering."""
+    camera = p.camera
+    caster = Caster(room.faces, camera)
+    depth_caster = Caster(room.faces, DEPTH_CAMERA) if format == "7scenes" else None
+    records: list[FrameRecord] = []
+    pending: deque[Future[None]] = deque()
+    total = sum(p.train) + sum(p.test)
+    progress = tqdm(total=total, desc="rendering", unit="frame", disable=None, leave=False)
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        for number, (split, centres, rotations) in enumerate(sequence_poses(p, room, seed), 1):
+            light = np.random.default_rng([seed, 31, number])
+            gain = light.uniform(0.75, 1.15) * light.uniform(0.9, 1.1, 3)
+            quats = matrix_to_quaternion_np(rotations)
+            for index, (centre, rotation) in enumerate(zip(centres, rotations, strict=True)):
+                depth, face, hits = caster.cast(centre, rotation)
+                noise_seed = (seed * 1_000_003 + number * 10_007 + index) % 2**63
+                image = expose(render_colour(room, face, hits), gain, p.noise, noise_seed)
+                ids, uv = visible(camera, depth, points, centre, rotation)
+                record = FrameRecord(number, index, split, centre, rotation, quats[index], ids, uv)
+                depth_m = depth_caster.cast(centre, rotation)[0].numpy() if depth_caster else None
+                job = writer.submit(write_frame_files, out, format, record, image, depth_m)
+                pending.append(job)
+                while len(pending) > 8:  # bound the images waiting in memory
+                    pending.popleft().result()
+                records.append(record)
+                progress.update()
+        for job in pending:
+            job.result()
+    progress.close()
+    return records
+
+
 def _render(out: Path, preset: str, format: str, seed: int, marker: dict) -> SynthReport:
     """Render and write everything into the prepared folder `out`; the marker goes last."""
     start = time.perf_counter()
@@ -206,31 +244,7 @@ def _render(out: Path, preset: str, format: str, seed: int, marker: dict) -> Syn
     camera = p.camera
     room = build_room(seed, p.texel)
     points, _, colours = sample_points(room, p.points, seed)
-    caster = Caster(room.faces, camera)
-    depth_caster = Caster(room.faces, DEPTH_CAMERA) if format == "7scenes" else None
-    records: list[FrameRecord] = []
-    progress = tqdm(
-        total=sum(p.train) + sum(p.test), desc="rendering", unit="frame", disable=None, leave=False
-    )
-    for number, (split, centres, rotations) in enumerate(sequence_poses(p, room, seed), start=1):
-        light = np.random.default_rng([seed, 31, number])
-        gain = light.uniform(0.75, 1.15) * light.uniform(0.9, 1.1, 3)
-        quats = matrix_to_quaternion_np(rotations)
-        for index, (centre, rotation) in enumerate(zip(centres, rotations, strict=True)):
-            depth, face, hits = caster.cast(centre, rotation)
-            image = expose(
-                render_colour(room, face, hits),
-                gain,
-                p.noise,
-                (seed * 1_000_003 + number * 10_007 + index) % 2**63,
-            )
-            ids, uv = visible(camera, depth, points, centre, rotation)
-            record = FrameRecord(number, index, split, centre, rotation, quats[index], ids, uv)
-            depth_m = depth_caster.cast(centre, rotation)[0].numpy() if depth_caster else None
-            write_frame_files(out, format, record, image, depth_m)
-            records.append(record)
-            progress.update()
-    progress.close()
+    records = _render_frames(out, format, p, room, points, seed)
     write_metadata(out, format, records, camera, points, colours)
     train = [r for r in records if r.split == "train"]
     test = [r for r in records if r.split == "test"]
