@@ -48,7 +48,7 @@ def read_lines(path: Path, problems: Problems) -> list[str | None] | None:
     Returns None (after reporting) when the file is missing, unreadable or empty.
     """
     if not path.is_file():
-        problems.add(path, "file not found")
+        problems.add(path, "expected a file, found a folder" if path.is_dir() else "file not found")
         return None
     try:
         data = path.read_bytes()
