@@ -118,6 +118,10 @@ def test_depth_points_are_cached_and_invalidated(
     )
     monkeypatch.undo()
     monkeypatch.setenv("GEOPOSENET_CACHE", str(tmp_path / "cache"))
+    # A damaged entry is recomputed, not trusted.
+    (entry,) = (tmp_path / "cache" / "7scenes-points").glob("*.npz")
+    entry.write_bytes(b"PK\x03\x04 truncated")
+    assert np.array_equal(load_scene(root).points, first.points)
     # Changing a depth map changes the key: the points are computed again.
     depth_path = root / "seq-02" / "frame-000001.depth.png"
     depth = np.array(Image.open(depth_path))

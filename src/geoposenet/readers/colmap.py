@@ -94,10 +94,11 @@ def read(
     if missing:
         problems.add(model, "the model lacks " + ", ".join(f"{n}.bin/.txt" for n in missing))
         return empty
-    records, points = _load(model, problems)
-    images_file = model / ("images.bin" if (model / "images.bin").exists() else "images.txt")
-    if records is None or points is None:
+    loaded = _load(model, problems)
+    if loaded is None:
         return empty
+    records, index, points = loaded
+    images_file = _model_file(model, "images")
     if not records:
         problems.add(images_file, "the COLMAP model has no registered images with poses")
         return empty
@@ -105,22 +106,29 @@ def read(
     splits = _splits(sorted(r.name for r in records), model, root, test_every, problems)
     frames = []
     for record in sorted(records, key=lambda r: r.name):
-        frame = _frame(record, points, image_dir, splits, images_file, image_check, problems)
+        frame = _frame(record, index, image_dir, splits, images_file, image_check, problems)
         if frame is not None:
             frames.append(frame)
-    return Scene(root, root.name, FORMAT, frames, points[1])
+    return Scene(root, root.name, FORMAT, frames, points)
+
+
+def _model_file(model: Path, name: str) -> Path:
+    """The binary file `name`.bin when present (pycolmap prefers it), else `name`.txt."""
+    binary = model / f"{name}.bin"
+    return binary if binary.exists() else model / f"{name}.txt"
 
 
 def _load(
     model: Path, problems: Problems
-) -> tuple[list[_Image] | None, tuple[dict[int, int], np.ndarray] | None]:
-    """Read the model with pycolmap: registered images and (point3D_id -> index, (M, 3) xyz)."""
+) -> tuple[list[_Image], dict[int, int], np.ndarray] | None:
+    """Read the model with pycolmap: the registered images, point3D_id -> row of the (M, 3) xyz
+    array, and that array. None after reporting a problem."""
     import pycolmap
 
     broken = check_binary_model(model)
     if broken is not None:
         problems.add(*broken)
-        return None, None
+        return None
     try:
         reconstruction = pycolmap.Reconstruction(str(model))
         ids = sorted(reconstruction.points3D)
@@ -128,12 +136,12 @@ def _load(
         records = [_record(image) for image in reconstruction.images.values() if image.has_pose]
     except Exception as error:  # pycolmap raises ValueError/IndexError/RuntimeError on bad files
         problems.add(model, f"cannot read the COLMAP model: {first_line(error)}")
-        return None, None
+        return None
     xyz = xyz.reshape(-1, 3)
     if not np.isfinite(xyz).all():
-        problems.add(model / "points3D", "non-finite 3D point coordinates")
-        return None, None
-    return records, ({point_id: k for k, point_id in enumerate(ids)}, xyz)
+        problems.add(_model_file(model, "points3D"), "non-finite 3D point coordinates")
+        return None
+    return records, {point_id: k for k, point_id in enumerate(ids)}, xyz
 
 
 def _record(image: Any) -> _Image:
@@ -159,7 +167,7 @@ def _record(image: Any) -> _Image:
 
 def _frame(
     record: _Image,
-    points: tuple[dict[int, int], np.ndarray],
+    index: dict[int, int],
     image_dir: Path,
     splits: dict[str, Split],
     images_file: Path,
@@ -178,7 +186,6 @@ def _frame(
     if quaternion is None:
         return None
     centre = -quaternion_to_matrix_np(quaternion).T @ record.translation
-    index = points[0]
     unknown = [i for i in record.point3d_ids if i not in index]
     if unknown:
         problems.add(images_file, f"image {record.name} observes unknown 3D point {unknown[0]}")

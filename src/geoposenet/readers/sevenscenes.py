@@ -229,16 +229,9 @@ def _depth_points(
     loaded = _load_cache(path, len(with_depth))
     if loaded is None:
         errors_before = len(problems)
-        chunks = []
-        for i in with_depth:
-            depth_path = entries[i].depth
-            depth = decode_depth(depth_path, problems) if depth_path is not None else None
-            chunks.append(np.zeros((0, 3)) if depth is None else
-                          _frame_points(entries[i], depth, count, seed))  # fmt: skip
-        loaded = np.concatenate(chunks), np.array([len(c) for c in chunks], dtype=np.int64)
+        loaded = _compute_points([entries[i] for i in with_depth], problems, count, seed)
         if path is not None and len(problems) == errors_before:
-            points, counts = loaded
-            atomic_write(path, lambda tmp: _save(tmp, points, counts))
+            _save(path, *loaded)
     points, counts = loaded
     ids = [empty] * len(entries)
     offsets = np.concatenate(([0], np.cumsum(counts)))
@@ -247,21 +240,43 @@ def _depth_points(
     return points, ids
 
 
+def _compute_points(
+    entries: list[_Entry], problems: Problems, count: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Decode each entry's depth map and back-project: (M, 3) points and (F,) counts per entry."""
+    chunks = []
+    for entry in entries:
+        depth = decode_depth(entry.depth, problems) if entry.depth is not None else None
+        chunks.append(
+            np.zeros((0, 3)) if depth is None else _frame_points(entry, depth, count, seed)
+        )
+    return np.concatenate(chunks), np.array([len(c) for c in chunks], dtype=np.int64)
+
+
 def _cache_file(entries: list[_Entry], with_depth: list[int], count: int, seed: int) -> Path | None:
+    """Where the points of these frames and parameters are cached; None if it cannot be used."""
     files = [p for i in with_depth for p in (entries[i].pose_path, entries[i].depth) if p]
+    stems = [entries[i].stem for i in with_depth]
     try:
         key = fingerprint(
-            files, stems=[entries[i].stem for i in with_depth], points_per_frame=count,
-            seed=seed, version=CACHE_VERSION,
-        )  # fmt: skip
-    except OSError:
+            files, stems=stems, points_per_frame=count, seed=seed, version=CACHE_VERSION
+        )
+        return cache_path("7scenes-points", key, ".npz")
+    except OSError:  # a file vanished, or the cache folder cannot be created
         return None
-    return cache_path("7scenes-points", key, ".npz")
 
 
-def _save(tmp: Path, points: np.ndarray, counts: np.ndarray) -> None:
-    with open(tmp, "wb") as handle:
-        np.savez(handle, points=points, counts=counts)
+def _save(path: Path, points: np.ndarray, counts: np.ndarray) -> None:
+    """Write the cache entry atomically; a cache that cannot be written is skipped."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, points=points, counts=counts)
+
+    try:
+        atomic_write(path, write)
+    except OSError:
+        return
 
 
 def _load_cache(path: Path | None, frames: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -271,7 +286,7 @@ def _load_cache(path: Path | None, frames: int) -> tuple[np.ndarray, np.ndarray]
     try:
         with np.load(path) as data:
             points, counts = data["points"], data["counts"]
-    except (OSError, ValueError, KeyError):
+    except Exception:  # a damaged entry (bad zip, truncated array...) is recomputed
         return None
     if points.ndim != 2 or points.shape[1] != 3 or counts.shape != (frames,):
         return None
