@@ -10,6 +10,7 @@ File names may contain spaces when a TAB separates them from the numbers (Visual
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,8 @@ from geoposenet.readers._common import (
     read_lines,
     unit_quaternion,
 )
+
+_Point = tuple[list[float], list[int], list[int]]  # xyz, rgb, indices of the observing cameras
 
 
 @dataclass
@@ -138,8 +141,8 @@ def _read_points(
     rows: Iterator[tuple[int, str]], num_cameras: int, path: Path, problems: Problems
 ) -> tuple[np.ndarray, np.ndarray, list[list[int]]]:
     per_camera: list[list[int]] = [[] for _ in range(num_cameras)]
-    points: list[np.ndarray] = []
-    colors: list[np.ndarray] = []
+    points: list[list[float]] = []
+    colors: list[list[int]] = []
     count = _count(rows, "point", path, problems) if num_cameras else 0
     for index in range(count or 0):
         row = next(rows, None)
@@ -154,15 +157,40 @@ def _read_points(
             per_camera[image].append(len(points))
         points.append(xyz)
         colors.append(rgb)
-    if not points:
-        return np.zeros((0, 3)), np.zeros((0, 3), dtype=np.uint8), per_camera
-    return np.stack(points), np.stack(colors).astype(np.uint8), per_camera
+    xyz_array = np.array(points, dtype=np.float64).reshape(-1, 3)
+    return xyz_array, np.array(colors, dtype=np.uint8).reshape(-1, 3), per_camera
+
+
+def _fast_point(tokens: list[str], num_cameras: int) -> _Point | None:
+    """The common case of a valid point line, without per-token bookkeeping; None when anything
+    looks wrong (then `_parse_point` finds and reports the exact problem)."""
+    try:
+        n = int(tokens[6])
+        if n < 0 or len(tokens) != 7 + 4 * n:
+            return None
+        xyz = [float(t) for t in tokens[:3]]
+        rgb = [int(t) for t in tokens[3:6]]
+        images = [int(t) for t in tokens[7::4]]
+        features = [int(t) for t in tokens[8::4]]
+        xy = [float(t) for t in tokens[9::4]] + [float(t) for t in tokens[10::4]]
+    except (ValueError, IndexError):
+        return None
+    if not math.isfinite(sum(xyz) + sum(xy)):  # NaN, inf (or an overflowing sum: slow path)
+        return None
+    if min(rgb) < 0 or max(rgb) > 255 or min(features, default=0) < 0:
+        return None
+    if images and (min(images) < 0 or max(images) >= num_cameras):
+        return None
+    return xyz, rgb, images
 
 
 def _parse_point(
     number: int, text: str, num_cameras: int, path: Path, problems: Problems
-) -> tuple[np.ndarray, np.ndarray, list[int]] | None:
+) -> _Point | None:
     tokens = text.split()
+    fast = _fast_point(tokens, num_cameras)
+    if fast is not None:
+        return fast
     if len(tokens) < 7:
         problems.add(path, "point line needs 'X Y Z R G B n (image feature x y)*n'", number)
         return None
@@ -203,4 +231,4 @@ def _parse_point(
         if parse_floats(xy, "observation", path, number, problems) is None:
             return None
         images.append(image)
-    return xyz, np.array(rgb, dtype=np.int64), images
+    return xyz.tolist(), rgb, images
