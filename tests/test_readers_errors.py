@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
-import pycolmap
 import pytest
+from builders import HEADER, NVM_CAMERA, TRAIN, cambridge, colmap_model, stairs
 from PIL import Image
 
 from geoposenet import cli
@@ -16,25 +15,11 @@ from geoposenet.errors import DatasetError, InputError
 from geoposenet.readers import check_dataset, load_scene
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
-HEADER = "Visual Landmark Dataset V1\nImageFile, Camera Position [X Y Z W P Q R]\n\n"
-TRAIN = ["seq1/frame00001.png 1 2 3 1 0 0 0", "seq1/frame00002.png 4 5 6 0 1 0 0"]
-TEST = ["seq2/frame00001.png 7 8 9 0 0 1 0"]
 
 
 @pytest.fixture(autouse=True)
 def _cache_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GEOPOSENET_CACHE", str(tmp_path / "cache"))
-
-
-def _cambridge(root: Path, train: list[str] = TRAIN, test: list[str] = TEST) -> Path:
-    root.mkdir(exist_ok=True)
-    (root / "dataset_train.txt").write_text(HEADER + "\n".join(train) + "\n")
-    (root / "dataset_test.txt").write_text(HEADER + "\n".join(test) + "\n")
-    for line in TRAIN + TEST:
-        path = root / line.split()[0]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.new("RGB", (8, 6)).save(path)
-    return root
 
 
 def _raises(root: Path, file: str, line: int | None, words: str, **options: object) -> None:
@@ -65,14 +50,14 @@ def _raises(root: Path, file: str, line: int | None, words: str, **options: obje
     ],
 )
 def test_cambridge_bad_label_lines(tmp_path: Path, line: str, words: str) -> None:
-    root = _cambridge(tmp_path / "scene", train=[TRAIN[0], line])
+    root = cambridge(tmp_path / "scene", train=[TRAIN[0], line])
     _raises(root, "dataset_train.txt", 5, words)
 
 
 def test_cambridge_bad_files(tmp_path: Path) -> None:
-    root = _cambridge(tmp_path / "scene", test=[TRAIN[1]])
+    root = cambridge(tmp_path / "scene", test=[TRAIN[1]])
     _raises(root, "dataset_test.txt", 4, "duplicate frame seq1/frame00002.png")
-    _cambridge(root)
+    cambridge(root)
     (root / "dataset_train.txt").write_bytes(
         (HEADER + TRAIN[0] + "\nseq1/\xe9t\xe9.png\n").encode("latin-1")
     )
@@ -82,7 +67,7 @@ def test_cambridge_bad_files(tmp_path: Path) -> None:
     (root / "dataset_train.txt").write_text(HEADER[:27] + "\n\n" + TRAIN[0] + "\n")
     _raises(root, "dataset_train.txt", 2, "header: expected a line starting with 'ImageFile'")
     (root / "dataset_test.txt").write_text("")
-    _cambridge(root, train=TRAIN)
+    cambridge(root, train=TRAIN)
     (root / "dataset_test.txt").write_text("  \n")
     _raises(root, "dataset_test.txt", None, "file is empty")
     (root / "dataset_test.txt").unlink()
@@ -90,7 +75,7 @@ def test_cambridge_bad_files(tmp_path: Path) -> None:
 
 
 def test_no_frames_unknown_format_and_bad_paths(tmp_path: Path) -> None:
-    root = _cambridge(tmp_path / "scene", train=[], test=[])
+    root = cambridge(tmp_path / "scene", train=[], test=[])
     _raises(root, "scene", None, "has no frames")
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError) as info:
@@ -110,9 +95,6 @@ def test_no_frames_unknown_format_and_bad_paths(tmp_path: Path) -> None:
         load_scene(root, split="val")  # type: ignore[arg-type]
 
 
-NVM_CAMERA = "seq1/frame00001.jpg\t500 1 0 0 0 1 2 3 0 0"
-
-
 @pytest.mark.parametrize(
     ("text", "line", "words"),
     [
@@ -130,19 +112,13 @@ NVM_CAMERA = "seq1/frame00001.jpg\t500 1 0 0 0 1 2 3 0 0"
     ],
 )
 def test_nvm_problems(tmp_path: Path, text: str, line: int | None, words: str) -> None:
-    root = _cambridge(tmp_path / "scene")
+    root = cambridge(tmp_path / "scene")
     (root / "reconstruction.nvm").write_text(text)
     _raises(root, "reconstruction.nvm", line, words)
 
 
-def _stairs(tmp_path: Path) -> Path:
-    root = tmp_path / "stairs"
-    shutil.copytree(REALDATA / "7scenes" / "stairs", root)
-    return root
-
-
 def test_sevenscenes_problems(tmp_path: Path) -> None:
-    root = _stairs(tmp_path)
+    root = stairs(tmp_path / "stairs")
     pose = root / "seq-02" / "frame-000001.pose.txt"
     good = pose.read_text()
     rows = good.splitlines()
@@ -185,21 +161,9 @@ def test_sevenscenes_problems(tmp_path: Path) -> None:
     _raises(root, "TestSplit.txt", 2, "seq-09 not found", require_images=False)
 
 
-def _colmap(root: Path) -> pycolmap.Reconstruction:
-    reconstruction = pycolmap.Reconstruction()
-    camera = pycolmap.Camera.create_from_model_name(1, "SIMPLE_PINHOLE", 100.0, 64, 48)
-    reconstruction.add_camera_with_trivial_rig(camera)
-    pose = pycolmap.Rigid3d(pycolmap.Rotation3d(np.array([0.0, 0.0, 0.0, 1.0])), np.zeros(3))
-    for i in range(3):
-        image = pycolmap.Image(name=f"im{i}.png", camera_id=1, image_id=i + 1)
-        reconstruction.add_image_with_trivial_frame(image, pose)
-    (root / "sparse").mkdir(parents=True)
-    return reconstruction
-
-
 def test_colmap_problems(tmp_path: Path) -> None:
     root = tmp_path / "model"
-    reconstruction = _colmap(root)
+    reconstruction = colmap_model(root)
     reconstruction.write_text(str(root / "sparse"))
     images = root / "sparse" / "images.txt"
     good = images.read_text()
@@ -222,7 +186,7 @@ def test_colmap_problems(tmp_path: Path) -> None:
 def test_colmap_corrupt_binary_counts_fail_fast(tmp_path: Path) -> None:
     # COLMAP's own reader would allocate for the corrupt counts; the layout check refuses them.
     root = tmp_path / "model"
-    _colmap(root).write_binary(str(root / "sparse"))
+    colmap_model(root).write_binary(str(root / "sparse"))
     files = {n: (root / "sparse" / n).read_bytes() for n in ("images.bin", "cameras.bin")}
     images, cameras = root / "sparse" / "images.bin", root / "sparse" / "cameras.bin"
     count_at = 8 + 4 + 56 + 4 + len(b"im0.png") + 1  # the first image's 2D point count
@@ -247,7 +211,7 @@ def test_check_dataset_lists_every_problem(tmp_path: Path) -> None:
         "seq1/frame00009.png 1 2 3 1 0 0 0",  # line 6: missing image
         "seq1/frame00002.png 1 2 nan 1 0 0 0",  # line 7: NaN
     ]
-    root = _cambridge(tmp_path / "scene", train=train)
+    root = cambridge(tmp_path / "scene", train=train)
     (root / "seq2" / "frame00001.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     (root / "reconstruction.nvm").write_text(
         "NVM_V3\n\n1\n" + NVM_CAMERA + "\n1\n0 0 1 0 0 0 1 4 0 5 5\n"
@@ -275,7 +239,7 @@ def test_check_dataset_lists_every_problem(tmp_path: Path) -> None:
 
 
 def test_cli_check_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    root = _cambridge(tmp_path / "scene")
+    root = cambridge(tmp_path / "scene")
     assert cli.main(["check", str(root)]) == 0
     out = capsys.readouterr().out
     assert "OK, cambridge dataset 'scene'" in out and "frames: 2 train, 1 test" in out

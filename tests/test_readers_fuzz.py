@@ -1,5 +1,8 @@
-"""Arbitrary file contents make the readers raise DatasetError and nothing else (a small,
-fast property test; the text is built from tokens that exercise the parsers' edge cases)."""
+"""Arbitrary file contents make the readers raise the library's own errors and nothing else.
+
+Two kinds of input: text built from tokens that exercise the parsers' edge cases, and byte-level
+mutations (inserted, deleted, replaced bytes, cut files, repeated lines, non-UTF-8 bytes) of real
+files: a Cambridge label excerpt (ShopFacade), an NVM excerpt, a 7-Scenes pose and split file."""
 
 from __future__ import annotations
 
@@ -12,11 +15,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from geoposenet.errors import DatasetError
+from geoposenet.errors import DatasetError, InputError
 from geoposenet.readers import check_dataset, load_scene
 
 HEADER = "Visual Landmark Dataset V1\nImageFile, Camera Position [X Y Z W P Q R]\n\n"
-STAIRS = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "7scenes" / "stairs"
+REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
+STAIRS = REALDATA / "7scenes" / "stairs"
 TOKENS = [
     "seq1/frame00001.png", "seq1/a.jpg", "0", "1", "-1", "0.5", "2", "1e-320", "1e309", "nan",
     "inf", "1_0", "99999999999999999999", "..", "/x", "C:", "\\", " ", "\t", "\n", "\r\n", "\x00",
@@ -68,3 +72,126 @@ def test_sevenscenes(workdir: Path, pose: str, split: str) -> None:
     _write(root / "seq-02" / "frame-000001.pose.txt", pose)
     _write(root / "TestSplit.txt", split)
     _only_dataset_errors(root)
+
+
+def _excerpt(path: Path, lines: int) -> bytes:
+    return b"".join(path.read_bytes().splitlines(keepends=True)[:lines])
+
+
+def _nvm_excerpt() -> bytes:
+    """The real NVM's header and 22 cameras, then its first 6 points (count line adjusted)."""
+    lines = (REALDATA / "nvm" / "nvm-conv" / "model.nvm").read_bytes().splitlines(keepends=True)
+    return b"".join([*lines[:26], b"6\n", *lines[27:33]])
+
+
+SHOP = REALDATA / "cambridge" / "ShopFacade"
+VALID = {
+    "train": _excerpt(SHOP / "dataset_train.txt", 12),
+    "test": _excerpt(SHOP / "dataset_test.txt", 6),
+    "nvm": _nvm_excerpt(),
+    "pose": (STAIRS / "seq-02" / "frame-000001.pose.txt").read_bytes(),
+    "split": (STAIRS / "TestSplit.txt").read_bytes(),
+}
+BYTES = [
+    b"nan", b"inf", b"-", b"+", b"e", b".", b"0", b"1e309", b"9" * 30, b"\n", b"\r", b"\r\n",
+    b" ", b"\t", b"\x00", b"\xff", b"\xc3", b"\xed\xa0\x80", "é".encode(), b"..", b"/", b"\\",
+    b"#", b"sequence", b"NVM_V3",
+]  # fmt: skip
+EDIT = st.tuples(
+    st.sampled_from(["insert", "delete", "replace", "cut", "repeat line"]),
+    st.floats(0, 1),
+    st.sampled_from(BYTES) | st.binary(min_size=1, max_size=3),
+)
+
+
+def _apply(data: bytes, edits: list[tuple[str, float, bytes]]) -> bytes:
+    """Apply byte edits at relative positions of a file."""
+    for kind, where, token in edits:
+        at = int(where * len(data))
+        if kind == "insert":
+            data = data[:at] + token + data[at:]
+        elif kind == "delete":
+            data = data[:at] + data[at + len(token) :]
+        elif kind == "replace":
+            data = data[:at] + token + data[at + len(token) :]
+        elif kind == "cut":
+            data = data[:at]
+        else:
+            start = data.rfind(b"\n", 0, at) + 1
+            end = data.find(b"\n", at)
+            end = len(data) if end < 0 else end + 1
+            data = data[:end] + data[start:end] + data[end:]
+    return data
+
+
+def mutated(name: str) -> st.SearchStrategy[bytes]:
+    """The valid file `name` with 1 to 4 byte edits."""
+    return st.lists(EDIT, min_size=1, max_size=4).map(lambda edits: _apply(VALID[name], edits))
+
+
+MUTATIONS = settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+def _only_library_errors(root: Path) -> None:
+    """load_scene raises nothing but InputError (DatasetError); check_dataset never raises and
+    reports a problem whenever load_scene refused the data."""
+    refused = None
+    try:
+        load_scene(root, require_images=False)
+    except InputError as error:
+        refused = error
+    report = check_dataset(root, require_images=False)
+    assert report.describe()
+    if refused is not None:
+        assert report.problems, f"load_scene refused ({refused}) but check found no problem"
+
+
+def _cambridge_root(workdir: Path, **files: bytes) -> Path:
+    root = workdir / "cambridge-mutated"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir()
+    (root / "dataset_train.txt").write_bytes(files.get("train", VALID["train"]))
+    (root / "dataset_test.txt").write_bytes(files.get("test", VALID["test"]))
+    (root / "reconstruction.nvm").write_bytes(files.get("nvm", VALID["nvm"]))
+    return root
+
+
+def test_valid_excerpts_load(workdir: Path) -> None:
+    scene = load_scene(_cambridge_root(workdir), require_images=False)
+    assert len(scene.frames) == 12 and len(scene.points) == 6
+    root = workdir / "stairs-mutated"
+    shutil.copytree(STAIRS, root, dirs_exist_ok=True)
+    assert len(load_scene(root, require_images=False).frames) == 18
+
+
+@MUTATIONS
+@given(data=mutated("train"))
+def test_mutated_cambridge_labels(workdir: Path, data: bytes) -> None:
+    _only_library_errors(_cambridge_root(workdir, train=data))
+
+
+@MUTATIONS
+@given(data=mutated("nvm"))
+def test_mutated_nvm(workdir: Path, data: bytes) -> None:
+    _only_library_errors(_cambridge_root(workdir, nvm=data))
+
+
+def _stairs_root(workdir: Path, pose: bytes, split: bytes) -> Path:
+    root = workdir / "stairs-mutated"
+    if not root.exists():
+        shutil.copytree(STAIRS, root)
+    (root / "seq-02" / "frame-000001.pose.txt").write_bytes(pose)
+    (root / "TestSplit.txt").write_bytes(split)
+    return root
+
+
+@MUTATIONS
+@given(data=mutated("pose"))
+def test_mutated_sevenscenes_pose(workdir: Path, data: bytes) -> None:
+    _only_library_errors(_stairs_root(workdir, data, VALID["split"]))
+
+
+@settings(MUTATIONS, max_examples=50)  # a 20-byte file; each example reads 18 frames
+@given(data=mutated("split"))
+def test_mutated_sevenscenes_split(workdir: Path, data: bytes) -> None:
+    _only_library_errors(_stairs_root(workdir, VALID["pose"], data))

@@ -59,6 +59,18 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete the temporary files (`.NAME.XXXXXXXX.tmp`) that `atomic_write` leaves in `folder`
+    when its process is killed mid-write; returns them. Call only while no other process writes
+    into `folder`."""
+    removed = []
+    for path in Path(folder).glob(".*.tmp"):
+        if path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write a text file atomically (UTF-8)."""
 

@@ -36,7 +36,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        # torch names the global: "Unsupported global: GLOBAL x.y" (an allowed module) or
+        # "unsupported GLOBAL os.system whose module os is blocked"
+        unsafe = re.search(r"unsupported (?:global: )?GLOBAL (\S+)", str(error), re.IGNORECASE)
         if unsafe is None:
             raise CheckpointError(
                 f"{path}: not a readable checkpoint (corrupt or truncated)"
@@ -46,7 +48,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
             f"could run code when loaded; geoposenet only loads plain tensors and data"
         ) from error
     except Exception as error:  # truncated, corrupt, not a torch file
-        raise CheckpointError(f"{path}: not a readable checkpoint ({error})") from error
+        reason = str(error).split(". ")[0].strip() or type(error).__name__  # torch adds advice
+        raise CheckpointError(f"{path}: not a readable checkpoint ({reason})") from error
     if not isinstance(content, dict) or content.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a geoposenet checkpoint")
     if content.get("version") != VERSION:

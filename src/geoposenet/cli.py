@@ -72,6 +72,17 @@ def _crop(text: str) -> tuple[int, int]:
     raise argparse.ArgumentTypeError(f"expected N or HxW pixels, got {text!r}")
 
 
+def _positive_int(text: str) -> int:
+    """An integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _add_train(sub: argparse._SubParsersAction) -> Handler:
     from geoposenet.config import PRESETS, SCHEDULES
     from geoposenet.losses import LOSSES, NORMS
@@ -139,7 +150,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> Handler:
     p.add_argument("--split", choices=("test", "train"), default="test")
     p.add_argument("--out", type=Path, help="output folder (default: RUN/eval-SPLIT)")
     p.add_argument("--format", choices=FORMATS, default="auto")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=_positive_int, default=32)
 
     def run(args: argparse.Namespace) -> int:
         from geoposenet.evaluation import evaluate

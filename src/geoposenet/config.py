@@ -5,6 +5,7 @@ The resolved config is written into every run directory (config.json) and every 
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -81,9 +82,10 @@ class TrainConfig:
             (self.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}"),
             (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}"),
             (self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}"),
-            (self.lr > 0, f"--lr must be positive, got {self.lr}"),
-            (self.beta > 0, f"--beta must be positive, got {self.beta}"),
-            (self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}"),
+            (0 < self.lr < math.inf, f"--lr must be positive and finite, got {self.lr}"),
+            (0 < self.beta < math.inf, f"--beta must be positive and finite, got {self.beta}"),
+            (0 <= self.weight_decay < math.inf,
+             f"--weight-decay must be >= 0 and finite, got {self.weight_decay}"),
             (0 <= self.dropout < 1, f"--dropout must be in [0, 1), got {self.dropout}"),
             (0 <= self.jitter <= 1, f"--jitter must be in [0, 1], got {self.jitter}"),
             (self.resize >= 16, f"--resize must be at least 16 pixels, got {self.resize}"),

@@ -3,7 +3,18 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+
+def reason(error: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message, for a user: at most `limit` characters, without
+    the C++ source location torchvision's decoders put first ("decode_png, /x/decode_png.cpp:62,
+    Internal error." -> "Internal error.")."""
+    lines = str(error).strip().splitlines()
+    if not lines:
+        return type(error).__name__
+    return re.sub(r"^[\w()]+, \S+\.(?:cpp|h):\d+, ", "", lines[0])[:limit]
 
 
 class InputError(Exception):

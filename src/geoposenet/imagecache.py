@@ -21,7 +21,7 @@ from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms.v2 import functional as F
 
 from geoposenet.cache import atomic_write, cache_path, fingerprint
-from geoposenet.errors import DatasetError
+from geoposenet.errors import DatasetError, reason
 
 CACHE_NAMESPACE = "images"
 CACHE_VERSION = 1
@@ -44,7 +44,7 @@ def load_image(path: Path, resize: int) -> torch.Tensor:
             warnings.simplefilter("ignore", DeprecationWarning)
             image = decode_image(str(path), mode=ImageReadMode.RGB)
     except (RuntimeError, ValueError, OSError) as error:
-        raise DatasetError(path, f"cannot decode image ({error})") from None
+        raise DatasetError(path, f"cannot decode image ({reason(error)})") from None
     return F.resize(image, [resize], antialias=True)
 
 

@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
-from geoposenet.cache import atomic_write_text
+from geoposenet.cache import atomic_write_text, remove_stale_temporaries
 from geoposenet.checkpoint import load_checkpoint, save_checkpoint
 from geoposenet.config import TrainConfig
 from geoposenet.data import PoseDataset, augment_batch
@@ -156,8 +156,7 @@ def _prepare_run(config: TrainConfig, resume: bool) -> tuple[Path, dict[str, Any
             f"{run} already holds a training run (last.pt); pass --resume to continue it, "
             "or choose another --out"
         )
-    run.mkdir(parents=True, exist_ok=True)
-    return run, None
+    return run, None  # created once the data has loaded: bad input leaves nothing behind
 
 
 def _build_model(config: TrainConfig, scene: Scene) -> tuple[PoseNet, dict[str, Any] | None]:
@@ -176,8 +175,10 @@ def _build_model(config: TrainConfig, scene: Scene) -> tuple[PoseNet, dict[str, 
 
 
 def _log_line(run: Path, record: dict[str, Any]) -> None:
-    with open(run / "log.jsonl", "a", encoding="utf-8") as log:
-        log.write(json.dumps(record) + "\n")
+    """Append one record to log.jsonl atomically (a killed process leaves no partial line)."""
+    path = run / "log.jsonl"
+    before = path.read_text(encoding="utf-8") if path.exists() else ""
+    atomic_write_text(path, before + json.dumps(record) + "\n")
 
 
 def _truncate_log(run: Path, epoch: int) -> None:
@@ -241,6 +242,8 @@ class _Trainer:
             persistent_workers=config.workers > 0,
             pin_memory=self.device.type == "cuda",
         )
+        self.run.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(self.run)  # of a process killed while writing
         self.writer = self._tensorboard()
         atomic_write_text(self.run / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
 
@@ -361,7 +364,12 @@ class _Trainer:
         return TrainingError(
             f"the loss became non-finite at epoch {self.state.epoch + 1}, batch "
             f"{self.state.batch + 1} (step {self.state.step + 1}): {values}. Training stopped; "
-            f"{self.run / 'last.pt'} keeps the last good epoch. Likely causes: a learning rate "
+            + (
+                f"{self.run / 'last.pt'} keeps the last good epoch."
+                if (self.run / "last.pt").exists()
+                else "no epoch had finished, so there is no checkpoint."
+            )
+            + " Likely causes: a learning rate "
             f"too high for this loss (try a smaller --lr), or bad labels (run "
             f"'geoposenet check {self.config.data}')."
         )
@@ -394,9 +402,9 @@ class _Trainer:
                     if state.best is None or score < state.best:
                         state.best = score
                         self.checkpoint(self.run / "best.pt")
-                self.checkpoint(self.run / "last.pt")
-                _log_line(self.run, record)
+                _log_line(self.run, record)  # first: a crash before last.pt repeats the epoch
                 self._tensorboard_record(record)
+                self.checkpoint(self.run / "last.pt")
         if self.writer is not None:
             self.writer.close()
         return self.run

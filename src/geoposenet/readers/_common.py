@@ -15,7 +15,7 @@ from typing import Literal
 
 import numpy as np
 
-from geoposenet.errors import DatasetError
+from geoposenet.errors import DatasetError, reason
 
 ImageCheck = Literal["none", "exists", "decode"]
 """How much readers check the image files: not at all, existence, or a full decode."""
@@ -175,5 +175,4 @@ def check_image(
 
 def first_line(error: BaseException) -> str:
     """The first line of an exception's message (at most 200 characters), for problem texts."""
-    text = str(error).strip().splitlines()
-    return text[0][:200] if text else type(error).__name__
+    return reason(error)

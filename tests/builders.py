@@ -1,0 +1,82 @@
+"""Small valid datasets built by hand in a temporary folder, one per format, for the tests that
+corrupt one thing in them (test_readers_errors, test_bad_inputs). Import as `import builders`
+(pytest puts tests/ on sys.path)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pycolmap
+from PIL import Image
+
+REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
+STAIRS = REALDATA / "7scenes" / "stairs"
+HEADER = "Visual Landmark Dataset V1\nImageFile, Camera Position [X Y Z W P Q R]\n\n"
+TRAIN = ["seq1/frame00001.png 1 2 3 1 0 0 0", "seq1/frame00002.png 4 5 6 0 1 0 0"]
+TEST = ["seq2/frame00001.png 7 8 9 0 0 1 0"]
+NVM_CAMERA = "seq1/frame00001.jpg\t500 1 0 0 0 1 2 3 0 0"
+# A valid NVM over the Cambridge builder's frames: 2 cameras, 2 points seen by both.
+NVM = (
+    "NVM_V3\n\n2\n"
+    "seq1/frame00001.png\t500 1 0 0 0 1 2 3 0 0\n"
+    "seq1/frame00002.png\t500 0 1 0 0 4 5 6 0 0\n"
+    "2\n"
+    "0 0 5 255 0 0 2 0 0 1 2 1 0 3 4\n"
+    "1 1 6 0 255 0 2 0 1 5 6 1 1 7 8\n"
+)
+
+
+def cambridge(
+    root: Path,
+    train: list[str] = TRAIN,
+    test: list[str] = TEST,
+    size: tuple[int, int] = (8, 6),
+    nvm: str | None = None,
+) -> Path:
+    """A Cambridge Landmarks folder: the two label files with `train`/`test` lines, a (width,
+    height) = `size` image for each frame of TRAIN + TEST, and reconstruction.nvm if `nvm`."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "dataset_train.txt").write_text(HEADER + "\n".join(train) + "\n")
+    (root / "dataset_test.txt").write_text(HEADER + "\n".join(test) + "\n")
+    for line in TRAIN + TEST:
+        path = root / line.split()[0]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", size, (90, 120, 150)).save(path)
+    if nvm is not None:
+        (root / "reconstruction.nvm").write_text(nvm)
+    return root
+
+
+def stairs(root: Path) -> Path:
+    """A copy of the real 7-Scenes excerpt (6 sequences of 3 frames, 640x480, depth in 4)."""
+    shutil.copytree(STAIRS, root)
+    return root
+
+
+def colmap_model(root: Path) -> pycolmap.Reconstruction:
+    """A 3-image COLMAP reconstruction (64x48 pinhole camera, identity poses, no points);
+    creates root/sparse for the caller to write it into."""
+    reconstruction = pycolmap.Reconstruction()
+    camera = pycolmap.Camera.create_from_model_name(1, "SIMPLE_PINHOLE", 100.0, 64, 48)
+    reconstruction.add_camera_with_trivial_rig(camera)
+    pose = pycolmap.Rigid3d(pycolmap.Rotation3d(np.array([0.0, 0.0, 0.0, 1.0])), np.zeros(3))
+    for i in range(3):
+        image = pycolmap.Image(name=f"im{i}.png", camera_id=1, image_id=i + 1)
+        reconstruction.add_image_with_trivial_frame(image, pose)
+    (root / "sparse").mkdir(parents=True)
+    return reconstruction
+
+
+def colmap(root: Path, binary: bool = False) -> Path:
+    """A complete COLMAP dataset: `colmap_model` written (text or binary) plus its images."""
+    reconstruction = colmap_model(root)
+    if binary:
+        reconstruction.write_binary(str(root / "sparse"))
+    else:
+        reconstruction.write_text(str(root / "sparse"))
+    (root / "images").mkdir()
+    for i in range(3):
+        Image.new("RGB", (64, 48), (40 * i, 80, 120)).save(root / "images" / f"im{i}.png")
+    return root
