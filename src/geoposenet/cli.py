@@ -124,6 +124,7 @@ def _add_train(sub: argparse._SubParsersAction) -> Handler:
 
     def run(args: argparse.Namespace) -> int:
         from geoposenet.config import resolve_config
+        from geoposenet.distributed import env_rank
         from geoposenet.train import fit
 
         overrides = {
@@ -137,7 +138,8 @@ def _add_train(sub: argparse._SubParsersAction) -> Handler:
         }  # fmt: skip
         config = resolve_config(args.preset, data=str(args.data), out=str(args.out), **overrides)
         run_dir = fit(config, resume=args.resume, progress=not args.no_progress)
-        print(f"trained: {run_dir / 'last.pt'} (best on the test split: {run_dir / 'best.pt'})")
+        if env_rank() == 0:  # under torchrun, one line for the whole run
+            print(f"trained: {run_dir / 'last.pt'} (best on the test split: {run_dir / 'best.pt'})")
         return 0
 
     return run

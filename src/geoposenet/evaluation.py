@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from geoposenet.cache import atomic_write_text
 from geoposenet.data import PoseDataset
@@ -96,10 +96,10 @@ def summarize(
 
 @torch.no_grad()
 def predict_dataset(
-    model: PoseNet, dataset: PoseDataset, batch_size: int = 32, workers: int = 0
+    model: PoseNet, dataset: Dataset[Any], batch_size: int = 32, workers: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Predictions for every item of `dataset`, in order: positions (N, 3) float64 in the
-    dataset's coordinates and unit quaternions (N, 4) float64."""
+    """Predictions for every item of `dataset` (a PoseDataset or a Subset of one), in order:
+    positions (N, 3) float64 in the dataset's coordinates and unit quaternions (N, 4) float64."""
     was_training = model.training
     model.eval()
     device = model.offset.device

@@ -7,8 +7,13 @@ use last.pt). TensorBoard events go to tensorboard/ when tensorboard is installe
 
 Reproducibility: the batch order is a permutation seeded by (seed, epoch); every item's crop and
 points by (seed, epoch, index); and the global torch RNG (dropout) and the colour jitter are
-reseeded at every step from (seed, epoch, batch). A run therefore resumes from any checkpoint,
-even mid-epoch, to bitwise the same weights as an uninterrupted run (CPU, same thread count).
+reseeded at every step from (seed, epoch, batch, rank). A run therefore resumes from any
+checkpoint, even mid-epoch, to bitwise the same weights as an uninterrupted run (CPU, same thread
+count and number of processes).
+
+Under torchrun every process trains on its slice of each global batch (see
+geoposenet.distributed); rank 0 alone writes the run directory and shows progress, and the
+processes agree after every step on stop signals and non-finite losses, so all stop together.
 """
 
 from __future__ import annotations
@@ -32,9 +37,10 @@ from geoposenet.cache import atomic_write_text, remove_stale_temporaries
 from geoposenet.checkpoint import load_checkpoint, save_checkpoint
 from geoposenet.config import TrainConfig
 from geoposenet.data import PoseDataset, augment_batch
+from geoposenet.distributed import Objective, World, launch, per_rank_batch, predict_sharded
 from geoposenet.errors import InputError, TrainingError, TrainingInterrupted
-from geoposenet.evaluation import pose_errors, predict_dataset, summarize
-from geoposenet.losses import PoseLoss, make_loss
+from geoposenet.evaluation import pose_errors, summarize
+from geoposenet.losses import Parts, PoseLoss, make_loss
 from geoposenet.models import PoseNet
 from geoposenet.scene import Scene, Split
 
@@ -45,12 +51,16 @@ RESUMABLE_CHANGES = {"epochs", "eval_every", "workers", "threads", "device", "ou
 class EpochBatches(Sampler[list[int]]):
     """Batches of indices for one epoch: a permutation seeded by (seed, epoch), cut into full
     batches (the last partial batch is dropped; BatchNorm needs > 1 item), starting at batch
-    `start` so a resumed run skips what was already trained. `rank`/`world` take every
-    world-th batch slice for distributed training."""
+    `start` so a resumed run skips what was already trained. With `world` processes, every
+    process cuts the same global batches and yields its slice `rank` of each (batch_size /
+    world items): the slices are disjoint and together make up the single-process batch."""
 
     def __init__(self, length: int, batch_size: int, seed: int, rank: int = 0, world: int = 1):
         self.length = length
         self.batch_size = min(batch_size, length)
+        self.batch_size -= self.batch_size % world  # whole slices (when the data set is small)
+        if self.batch_size == 0:
+            raise InputError(f"{length} training items cannot fill a batch for {world} processes")
         self.seed = seed
         self.rank = rank
         self.world = world
@@ -97,17 +107,11 @@ def learning_rate(config: TrainConfig, epoch: int, batch: int, batches_per_epoch
     return config.lr
 
 
-def step_seed(seed: int, epoch: int, batch: int) -> int:
-    """A 63-bit seed for the randomness of one training step."""
-    return int(np.random.default_rng((seed, epoch, batch, 7)).integers(2**63 - 1))
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"--device {name}: CUDA is not available on this machine")
-    return torch.device(name)
+def step_seed(seed: int, epoch: int, batch: int, rank: int = 0) -> int:
+    """A 63-bit seed for the randomness (dropout, jitter) of one training step of one process;
+    rank 0's is the single-process seed."""
+    key = (seed, epoch, batch, 7) + ((rank,) if rank else ())
+    return int(np.random.default_rng(key).integers(2**63 - 1))
 
 
 class _StopSignals:
@@ -134,7 +138,8 @@ class _StopSignals:
 
 
 def _prepare_run(config: TrainConfig, resume: bool) -> tuple[Path, dict[str, Any] | None]:
-    """Create or reopen the run directory; return it and the checkpoint to resume from."""
+    """Check the run directory; return it and the checkpoint to resume from (every process of a
+    distributed run reads it)."""
     run = Path(config.out)
     last = run / "last.pt"
     if resume and last.exists():
@@ -194,25 +199,37 @@ def _truncate_log(run: Path, epoch: int) -> None:
 
 
 class _Trainer:
-    """One training run; `fit` below is its public face."""
+    """One training run (one process of it when distributed); `fit` below is its public face."""
 
-    def __init__(self, config: TrainConfig, resume: bool, progress: bool) -> None:
+    def __init__(self, config: TrainConfig, resume: bool, progress: bool, world: World) -> None:
         from geoposenet.readers import load_scene
 
-        config.validate()
         self.config = config
-        self.progress = progress
-        self.device = resolve_device(config.device)
+        self.world = world
+        self.progress = progress and world.is_main
+        self.device = world.device
+        self.per_rank = per_rank_batch(config.batch_size, world.size)
         if config.threads > 0:
             torch.set_num_threads(config.threads)
         self.run, checkpoint = _prepare_run(config, resume)
-        self.scene = load_scene(Path(config.data), format=config.format)
-        if config.loss == "reprojection" and not any(f.point_ids.size for f in self.scene.frames):
+        if len(set(world.gather(checkpoint is not None))) > 1:
             raise InputError(
-                f"{config.data}: the reprojection loss needs 3D points, and this dataset has none"
+                f"--resume: {self.run / 'last.pt'} exists for some processes and not for others; "
+                "put --out on a filesystem all nodes share (or copy the run to every node)"
             )
-        torch.manual_seed(config.seed)  # the head's (and a random backbone's) initial weights
-        self.model, init = _build_model(config, self.scene)
+        with world.local_main_first():  # one process per node fills the caches
+            self.scene = load_scene(Path(config.data), format=config.format)
+            frames = self.scene.frames
+            if config.loss == "reprojection" and not any(f.point_ids.size for f in frames):
+                raise InputError(
+                    f"{config.data}: the reprojection loss needs 3D points; this dataset has none"
+                )
+            torch.manual_seed(config.seed)  # the head's (and a random backbone's) initial weights
+            self.model, init = _build_model(config, self.scene)
+            offset = self.model.offset.cpu().numpy()
+            points = config.points_per_frame if config.loss == "reprojection" else 0
+            self.train_set = self._dataset("train", offset, points)
+            self.test_set = self._dataset("test", offset, 0)
         self.model.to(self.device)
         self.loss: PoseLoss = make_loss(
             config.loss, config.norm, config.beta, config.s_x, config.s_q
@@ -220,10 +237,6 @@ class _Trainer:
         self.loss.to(self.device)
         if init is not None and init.get("loss_name") == config.loss and init.get("loss"):
             self.loss.load_state_dict(init["loss"])
-        offset = self.model.offset.cpu().numpy()
-        points = config.points_per_frame if config.loss == "reprojection" else 0
-        self.train_set = self._dataset("train", offset, points)
-        self.test_set = self._dataset("test", offset, 0)
         self.optimizer = torch.optim.Adam(
             [
                 {"params": list(self.model.parameters()), "weight_decay": config.weight_decay},
@@ -234,7 +247,11 @@ class _Trainer:
         self.state = RunState()
         if checkpoint is not None:
             self._restore(checkpoint)
-        self.sampler = EpochBatches(len(self.train_set), config.batch_size, config.seed)
+        self.objective = world.wrap(Objective(self.model, self.loss))  # after _restore
+        self.stopped = 0  # the signal every process agreed to stop on (0: none)
+        self.sampler = EpochBatches(
+            len(self.train_set), config.batch_size, config.seed, world.rank, world.size
+        )
         self.loader = DataLoader(
             self.train_set,
             batch_sampler=self.sampler,
@@ -242,10 +259,13 @@ class _Trainer:
             persistent_workers=config.workers > 0,
             pin_memory=self.device.type == "cuda",
         )
-        self.run.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(self.run)  # of a process killed while writing
-        self.writer = self._tensorboard()
-        atomic_write_text(self.run / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
+        if world.is_main:
+            self.run.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(self.run)  # of a process killed while writing
+        self.writer = self._tensorboard() if world.is_main else None
+        if world.is_main:
+            text = json.dumps(config.to_dict(), indent=2) + "\n"
+            atomic_write_text(self.run / "config.json", text)
 
     def _dataset(self, split: Split, offset: np.ndarray, points: int) -> PoseDataset:
         config = self.config
@@ -271,7 +291,8 @@ class _Trainer:
             checkpoint.get("metrics") or {},
             checkpoint.get("sums") or {},
         )
-        _truncate_log(self.run, self.state.epoch)
+        if self.world.is_main:
+            _truncate_log(self.run, self.state.epoch)
 
     def _tensorboard(self) -> Any:
         try:
@@ -281,6 +302,9 @@ class _Trainer:
         return SummaryWriter(str(self.run / "tensorboard"))
 
     def checkpoint(self, path: Path) -> None:
+        """Write the training state (rank 0 only; the model is the unwrapped PoseNet)."""
+        if not self.world.is_main:
+            return
         save_checkpoint(
             path,
             {
@@ -300,16 +324,21 @@ class _Trainer:
         )
 
     def evaluate(self) -> dict[str, Any]:
+        """Test-split metrics. Each process predicts its shard of the test frames with rank 0's
+        BatchNorm statistics; the shards are gathered so every process has the same metrics."""
+        self.world.broadcast_buffers(self.model)
+        position, quaternion = predict_sharded(self.world, self.model, self.test_set, self.per_rank)
         frames = self.scene.split("test")
-        position, quaternion = predict_dataset(self.model, self.test_set, self.config.batch_size)
         true_position = np.stack([f.centre for f in frames])
         true_quaternion = np.stack([f.quaternion for f in frames])
         pos, rot = pose_errors(position, quaternion, true_position, true_quaternion)
         return summarize(pos, rot)
 
     def train_epoch(self, stop: _StopSignals) -> tuple[dict[str, float], int, float]:
-        """Train from (state.epoch, state.batch) to the end of the epoch or a stop signal."""
-        config, state = self.config, self.state
+        """Train from (state.epoch, state.batch) to the end of the epoch or a stop signal.
+        Returns the mean loss parts (over the epoch's steps and the processes), the number of
+        images trained on (all processes) and the seconds it took."""
+        config, state, world = self.config, self.state, self.world
         self.sampler.epoch, self.sampler.start = state.epoch, state.batch
         self.train_set.set_epoch(state.epoch)
         per_epoch = len(self.sampler.batches())
@@ -317,7 +346,7 @@ class _Trainer:
             state.sums = {}
         sums = state.sums
         images, started = 0, time.perf_counter()
-        self.model.train()
+        self.objective.train()
         bar = tqdm(
             total=per_epoch,
             initial=state.batch,
@@ -327,7 +356,7 @@ class _Trainer:
             dynamic_ncols=True,
         )
         for batch in self.loader:
-            seed = step_seed(config.seed, state.epoch, state.batch)
+            seed = step_seed(config.seed, state.epoch, state.batch, world.rank)
             torch.manual_seed(seed)
             lr = learning_rate(config, state.epoch, state.batch, per_epoch)
             for group in self.optimizer.param_groups:
@@ -338,9 +367,8 @@ class _Trainer:
                 generator = torch.Generator(device=self.device).manual_seed(seed)
                 j = config.jitter
                 inputs = augment_batch(inputs, generator, j, j, j, min(0.05, j / 5))
-            prediction = self.model(inputs)
-            loss, parts = self.loss(prediction.position, prediction.quaternion, batch)
-            if not torch.isfinite(loss):
+            loss, parts = self.objective(inputs, batch)
+            if world.max(int(not torch.isfinite(loss))):  # any process: all stop here
                 raise self._diverged(parts)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -348,19 +376,23 @@ class _Trainer:
             values = {k: float(v) for k, v in parts.items()}
             for key, value in values.items():
                 sums[key] = sums.get(key, 0.0) + value
-            images += len(inputs)
+            images += len(inputs) * world.size
             state.batch += 1
             state.step += 1
             bar.update(1)
             bar.set_postfix({k: f"{v:.3g}" for k, v in values.items()}, refresh=False)
-            if stop.received is not None:
+            self.stopped = world.max(stop.received or 0)  # a signal on any process stops all
+            if self.stopped:
                 break
         bar.close()
+        state.sums = world.mean(sums)  # restored sums are already means: unchanged by this
         count = max(state.batch, 1)
-        return {k: v / count for k, v in sums.items()}, images, time.perf_counter() - started
+        return {k: v / count for k, v in state.sums.items()}, images, time.perf_counter() - started
 
-    def _diverged(self, parts: dict[str, torch.Tensor]) -> TrainingError:
+    def _diverged(self, parts: Parts) -> TrainingError:
         values = ", ".join(f"{k}={float(v):.4g}" for k, v in parts.items())
+        if self.world.distributed:
+            values = f"{values} on rank {self.world.rank} of {self.world.size}"
         return TrainingError(
             f"the loss became non-finite at epoch {self.state.epoch + 1}, batch "
             f"{self.state.batch + 1} (step {self.state.step + 1}): {values}. Training stopped; "
@@ -375,13 +407,14 @@ class _Trainer:
         )
 
     def fit(self) -> Path:
-        config, state = self.config, self.state
+        config, state, world = self.config, self.state, self.world
         with _StopSignals() as stop:
             while state.epoch < config.epochs:
                 train_parts, images, seconds = self.train_epoch(stop)
-                if stop.received is not None:
+                if self.stopped:
                     self.checkpoint(self.run / "last.pt")
-                    raise TrainingInterrupted(self.run, stop.received, state.epoch, state.batch)
+                    world.barrier()  # last.pt is complete before any process exits
+                    raise TrainingInterrupted(self.run, self.stopped, state.epoch, state.batch)
                 record: dict[str, Any] = {
                     "epoch": state.epoch,
                     "step": state.step,
@@ -402,11 +435,11 @@ class _Trainer:
                     if state.best is None or score < state.best:
                         state.best = score
                         self.checkpoint(self.run / "best.pt")
-                _log_line(self.run, record)  # first: a crash before last.pt repeats the epoch
-                self._tensorboard_record(record)
+                if world.is_main:  # log first: a crash before last.pt only repeats the epoch
+                    _log_line(self.run, record)
+                    self._tensorboard_record(record)
                 self.checkpoint(self.run / "last.pt")
-        if self.writer is not None:
-            self.writer.close()
+        world.barrier()  # when fit returns on any process, rank 0 has written everything
         return self.run
 
     def _tensorboard_record(self, record: dict[str, Any]) -> None:
@@ -422,10 +455,18 @@ class _Trainer:
 
 def fit(config: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
     """Train a PoseNet as `config` says; return the run directory. With `resume`, continue the
-    run in `config.out` from its last.pt (a fresh start when there is none)."""
+    run in `config.out` from its last.pt (a fresh start when there is none). Under torchrun
+    (WORLD_SIZE > 1) this process joins the distributed run and leaves it on return or error."""
+    config.validate()
     deterministic = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
     try:
-        return _Trainer(config, resume, progress).fit()
+        with launch(config.device) as world:
+            trainer = _Trainer(config, resume, progress, world)
+            try:
+                return trainer.fit()
+            finally:  # also when stopped or diverged: no TensorBoard thread is left running
+                if trainer.writer is not None:
+                    trainer.writer.close()
     finally:
         torch.use_deterministic_algorithms(deterministic)
