@@ -212,7 +212,7 @@ def plot_training(log_path: Path, out_png: Path) -> bool:
     for ax in axes[len(panels) :]:
         ax.set_visible(False)
     seconds = [e["time_s"] for e in entries if isinstance(e.get("time_s"), (int, float))]
-    duration = f", {max(seconds):.0f} s" if seconds else ""
+    duration = f", {sum(seconds):.0f} s of training steps" if seconds else ""  # time_s: per epoch
     epochs = {e["epoch"] for e in entries if isinstance(e.get("epoch"), int)}
     count = f"{len(epochs)} epochs" if epochs else f"{len(entries)} entries"
     fig.suptitle(f"Training log: {count}{duration}")
