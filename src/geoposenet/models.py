@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from geoposenet.data import IMAGENET_MEAN, IMAGENET_STD
 from geoposenet.errors import CheckpointError, InputError
-from geoposenet.geometry import canonical_quaternion, normalize_quaternion
+from geoposenet.geometry import canonical_quaternion_np, normalize_quaternion
 
 
 @dataclass(frozen=True)
@@ -278,16 +278,16 @@ class PoseNet(nn.Module):
         top, left = crop_origin(image.shape[1], image.shape[2], self.config.crop, None)
         return image[:, top : top + height, left : left + width]
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def predict(self, images: Sequence[str | Path] | Tensor, batch_size: int = 32) -> Poses:
         """Poses in scene coordinates for image files (prepared as in `prepare`) or for a
         ready (N, 3, h, w) uint8 / [0, 1] float tensor. Runs in eval mode on the model's device."""
         was_training = self.training
-        self.eval()
+        if was_training:
+            self.eval()
         device = self.offset.device
         positions, quaternions = [], []
-        count = len(images)
-        for start in range(0, count, batch_size):
+        for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]
             batch = (
                 chunk
@@ -295,12 +295,15 @@ class PoseNet(nn.Module):
                 else torch.stack([self.prepare(p) for p in chunk])
             )
             prediction = self(batch.to(device))
-            positions.append(self.to_scene(prediction.position).cpu())
-            quaternions.append(canonical_quaternion(prediction.quaternion.double()).cpu())
-        self.train(was_training)
+            positions.append(prediction.position.cpu().numpy())
+            quaternions.append(prediction.quaternion.cpu().numpy())
+        if was_training:
+            self.train()
         if not positions:
             return Poses(np.zeros((0, 3)), np.zeros((0, 4)))
-        return Poses(torch.cat(positions).numpy(), torch.cat(quaternions).numpy())
+        position = np.concatenate(positions).astype(np.float64) + self.offset.cpu().numpy()
+        quaternion = np.concatenate(quaternions).astype(np.float64)
+        return Poses(position, canonical_quaternion_np(quaternion))
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> PoseNet:
