@@ -30,7 +30,8 @@ FLAGS = [
     "--resize", "48", "--crop", "48x64", "--batch-size", "4", "--epochs", "4",
     "--lr", "1e-3", "--no-progress",
 ]  # fmt: skip
-RUN_FILES = {"config.json", "log.jsonl", "last.pt", "best.pt", "tensorboard"}
+RUN_FILES = {"config.json", "log.jsonl", "last.pt", "best.pt", "tensorboard"}  # tensorboard/:
+# only when the optional tensorboard package is installed
 TIMEOUT = 120
 
 
@@ -133,7 +134,8 @@ def test_kill_9_at_random_moments_then_resume_equals_uninterrupted(
     )
     assert done.returncode == 0, done.stderr
     assert_same_run(reference, run)
-    assert sorted(p.name for p in run.iterdir()) == sorted(RUN_FILES)  # temporaries swept
+    # temporaries swept: the same files as the uninterrupted run
+    assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in reference.iterdir())
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
