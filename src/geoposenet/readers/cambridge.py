@@ -2,7 +2,7 @@
 `reconstruction.nvm` in the scene folder.
 
 Label files: 3 header lines (`Visual Landmark Dataset V1`, `ImageFile, Camera Position [X Y Z W P Q
-R]`, blank), then one line per image `seqN/frameXXXXX.png X Y Z W P Q R`: XYZ the camera centre
+R]`, blank), then one line per image `seqN/frame00001.png X Y Z W P Q R`: XYZ the camera centre
 (world frame, metres), WPQR the world -> camera quaternion, w first. Image paths are relative to
 the scene folder; the sequence is the first path component ('default' when there is none).
 The NVM names images `seqN/frameXXXXX.jpg` while the labels say `.png`: frames and NVM cameras are

@@ -2,16 +2,16 @@
 
 Conventions: quaternions (w, x, y, z) = world -> camera rotation, canonical w >= 0; camera centre c
 in world metres. Sequences are numbered from 1 (cambridge/colmap `seqN`, 7-Scenes `seq-0N`),
-frames from 1 (cambridge/colmap `frameXXXXX`) or 0 (7-Scenes `frame-XXXXXX`), like the real sets.
-- cambridge: seqN/frameXXXXX.png, dataset_{train,test}.txt (3 header lines, then
+frames from 1 (cambridge/colmap `frame00001`) or 0 (7-Scenes `frame-000000`), like the real sets.
+- cambridge: seqN/frame00001.png, dataset_{train,test}.txt (3 header lines, then
   `name X Y Z W P Q R`), reconstruction.nvm (NVM_V3, image names with .jpg as in the real files,
   measurements relative to the image centre in pixels).
-- 7scenes: seq-XX/frame-XXXXXX.{color.png, depth.png, pose.txt}; depth is z in uint16 mm rendered by
+- 7scenes: seq-01/frame-000000.{color.png, depth.png, pose.txt}; depth is z in uint16 mm rendered by
   a 640x480 camera with f = 585 and principal point (320, 240) (pixel index = coordinate), the
   intrinsics the 7-Scenes reader assumes; the colour camera has the same field of view (f = 585 *
   width / 640). pose.txt is the camera-to-world 4x4. TrainSplit.txt / TestSplit.txt list
   `sequenceN`.
-- colmap: images/seqN/frameXXXXX.png, sparse/0 (pycolmap binary model: one PINHOLE camera, one
+- colmap: images/seqN/frame00001.png, sparse/0 (pycolmap binary model: one PINHOLE camera, one
   trivial rig and frame per image, observations as points2D), train.txt / test.txt with image names.
 """
 
