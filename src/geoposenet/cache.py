@@ -60,7 +60,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 
 
 def remove_stale_temporaries(folder: Path) -> list[Path]:
-    """Delete the temporary files (`.NAME.XXXXXXXX.tmp`) that `atomic_write` leaves in `folder`
+    """Delete the temporary files (`.NAME.<random>.tmp`) that `atomic_write` leaves in `folder`
     when its process is killed mid-write; returns them. Call only while no other process writes
     into `folder`."""
     removed = []

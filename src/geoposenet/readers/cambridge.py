@@ -5,7 +5,7 @@ Label files: 3 header lines (`Visual Landmark Dataset V1`, `ImageFile, Camera Po
 R]`, blank), then one line per image `seqN/frame00001.png X Y Z W P Q R`: XYZ the camera centre
 (world frame, metres), WPQR the world -> camera quaternion, w first. Image paths are relative to
 the scene folder; the sequence is the first path component ('default' when there is none).
-The NVM names images `seqN/frameXXXXX.jpg` while the labels say `.png`: frames and NVM cameras are
+The NVM names images `seqN/frame00001.jpg` while the labels say `.png`: frames and NVM cameras are
 matched by path without extension. Frames the NVM does not cover keep empty `point_ids`.
 """
 

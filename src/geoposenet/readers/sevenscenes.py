@@ -1,4 +1,4 @@
-"""Microsoft 7-Scenes: `TrainSplit.txt` / `TestSplit.txt` and `seq-XX/frame-XXXXXX.*` files.
+"""Microsoft 7-Scenes: `TrainSplit.txt` / `TestSplit.txt` and `seq-01/frame-000000.*` files.
 
 Split files list sequences as `sequenceN` (the folder `seq-NN`). Per frame: `.color.png` (a
 `.color.jpg` is used when the png is absent), `.pose.txt` (4x4 camera-to-world matrix, any white
@@ -116,7 +116,7 @@ def _read_sequence(
         return []
     stems = sorted(m.group(1) for name in names if (m := _POSE_FILE.fullmatch(name)))
     if not stems:
-        problems.add(folder, "no frame-XXXXXX.pose.txt files in the sequence folder")
+        problems.add(folder, "no frame-NNNNNN.pose.txt files in the sequence folder")
     entries = []
     for stem in stems:
         pose_path = folder / f"{stem}.pose.txt"
