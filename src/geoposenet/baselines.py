@@ -3,15 +3,24 @@
 - mean pose: every query gets the mean training centre and the mean training rotation;
 - oracle nearest training pose: every query gets the pose of the training frame closest to
   its true pose (the best any image-retrieval method could do, since retrieval can only
-  return training poses).
+  return training poses);
+- nearest feature: every query gets the pose of the training frame whose pooled backbone
+  feature is closest (image retrieval with the network's own features).
 Poses: centres (N, 3) metres; quaternions (N, 4) world -> camera, wxyz.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+import torch
 
 from geoposenet.geometry import canonical_quaternion_np
+
+if TYPE_CHECKING:
+    from geoposenet.models import PoseNet
+    from geoposenet.scene import Scene, Split
 
 ANGLE_PER_METRE = 25.0  # degrees weighing as much as one metre when comparing poses
 
@@ -58,3 +67,43 @@ def nearest_training_pose(
         )
         index[chunk] = distances.argmin(axis=1)
     return train_centres[index], train_quaternions[index], index
+
+
+@torch.inference_mode()
+def split_features(model: PoseNet, scene: Scene, split: Split, batch_size: int = 64) -> np.ndarray:
+    """(N, D) unit-length pooled backbone features of the frames of `split`, from centre crops
+    at the model's input size, in eval mode."""
+    from geoposenet.data import PoseDataset
+
+    config = model.config
+    dataset = PoseDataset(
+        scene, split, np.zeros(3), config.resize, config.crop, train=False, points_per_frame=0
+    )
+    was_training = model.training
+    model.eval()
+    device = model.offset.device
+    chunks = []
+    for start in range(0, len(dataset), batch_size):
+        images = torch.stack(
+            [dataset[i]["image"] for i in range(start, min(start + batch_size, len(dataset)))]
+        )
+        chunks.append(torch.nn.functional.normalize(model.features(images.to(device)), dim=1))
+    model.train(was_training)
+    return torch.cat(chunks).double().cpu().numpy()
+
+
+def nearest_feature_pose(
+    model: PoseNet, scene: Scene, query: Split = "test"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Image retrieval: for each `query` frame the pose of the training frame with the highest
+    cosine similarity of pooled backbone features. Returns centres (N, 3), quaternions (N, 4)
+    and the chosen training indices (N,)."""
+    train = split_features(model, scene, "train")
+    queries = split_features(model, scene, query)
+    index = np.concatenate(
+        [(queries[s : s + 1024] @ train.T).argmax(axis=1) for s in range(0, len(queries), 1024)]
+    )
+    frames = scene.split("train")
+    centres = np.stack([f.centre for f in frames])
+    quaternions = np.stack([f.quaternion for f in frames])
+    return centres[index], quaternions[index], index

@@ -249,14 +249,18 @@ class PoseNet(nn.Module):
         if self.config.channels_last:
             self.to(memory_format=torch.channels_last)
 
-    def forward(self, images: Tensor) -> PosePrediction:
-        """images (B, 3, H, W) uint8 or float in [0, 1] -> centred position, unit quaternion."""
+    def features(self, images: Tensor) -> Tensor:
+        """images (B, 3, H, W) uint8 or float in [0, 1] -> (B, D) globally pooled backbone
+        features (the input of the pose head)."""
         x = images.float() / 255.0 if images.dtype == torch.uint8 else images
         x = (x - self.mean) / self.std
         if self.config.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        features = self.backbone(x)
-        out = self.head(self.dropout(torch.flatten(features, 1)))
+        return torch.flatten(self.backbone(x), 1)
+
+    def forward(self, images: Tensor) -> PosePrediction:
+        """images (B, 3, H, W) uint8 or float in [0, 1] -> centred position, unit quaternion."""
+        out = self.head(self.dropout(self.features(images)))
         return PosePrediction(out[:, :3], normalize_quaternion(out[:, 3:]))
 
     def to_scene(self, position: Tensor) -> Tensor:

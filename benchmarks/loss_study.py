@@ -1,0 +1,379 @@
+"""The paper's loss comparison (Table 2) on the synthetic `room`, against honest baselines.
+
+Every run is one `geoposenet train` command (printed, so it can be repeated by hand) with a fixed
+budget; runs go in parallel worker processes (one thread each by default) and resume if stopped.
+Then every final model (last epoch, no selection on the test set) is evaluated on the test
+sequences and the script writes, into --out:
+  results.md   the table (mean over seeds, each seed in brackets) and the commands;
+  results.json every number behind it;
+  beta.png     median errors against beta, with learned weighting drawn across.
+
+    python benchmarks/loss_study.py --out study [--seeds 0,1] [--epochs 12] [--parallel 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from geoposenet.baselines import mean_pose, nearest_feature_pose, nearest_training_pose
+from geoposenet.cache import cache_root
+from geoposenet.checkpoint import load_checkpoint
+from geoposenet.evaluation import FrameErrors, frame_errors, pose_errors, summarize
+from geoposenet.models import ModelConfig, PoseNet
+from geoposenet.readers import load_scene
+from geoposenet.scene import Scene
+from geoposenet.synthetic import synthesize
+
+BETAS = (3.0, 30.0, 120.0, 500.0, 2000.0)
+BACKBONES = {"efficientnet_lite0": "imagenet", "googlenet": "none"}
+
+
+@dataclass
+class Budget:
+    """The fixed per-run budget: the demo's input size and optimiser, fewer epochs."""
+
+    epochs: int = 12
+    lr: float = 2e-3
+    finetune_epochs: int = 3
+    finetune_lr: float = 1e-4
+    batch_size: int = 32
+    resize: int = 96
+    crop: str = "96x128"
+    jitter: float = 0.2
+
+
+@dataclass
+class Job:
+    """One training run: its label in the table, its run directory and its flags."""
+
+    label: str
+    backbone: str
+    seed: int
+    run: Path
+    flags: list[str]
+    after: Path | None = None  # a run that must finish first (its last.pt is --init)
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def command(self, data: Path, threads: int) -> list[str]:
+        return [
+            "geoposenet", "train", str(data), "--out", str(self.run), "--resume",
+            "--no-progress", "--threads", str(threads), "--seed", str(self.seed), *self.flags,
+        ]  # fmt: skip
+
+
+def stage_one_rows() -> dict[str, list[str]]:
+    """Table row label -> loss flags, for the runs trained from the backbone's initial weights."""
+    rows = {f"beta = {beta:g}, L1 (eq. 2)": ["--loss", "beta", "--beta", f"{beta:g}"]
+            for beta in BETAS}  # fmt: skip
+    rows["learned weighting, L1 (eq. 4)"] = ["--loss", "learned"]
+    rows["learned weighting, L2"] = ["--loss", "learned", "--norm", "l2"]
+    rows["reprojection from the initial weights (eq. 7)"] = ["--loss", "reprojection"]
+    return rows
+
+
+LEARNED = "learned weighting, L1 (eq. 4)"
+FINETUNE = "learned weighting, then reprojection fine-tuning"
+CONTROL = "learned weighting, then the same extra epochs of learned weighting"
+
+
+def slug(text: str) -> str:
+    keep = "".join(c if c.isalnum() else "-" for c in text.lower())
+    return "-".join(part for part in keep.split("-") if part)[:40]
+
+
+def schedule_flags(epochs: int, lr: float, warmup: int, budget: Budget) -> list[str]:
+    return [
+        "--preset", "cpu", "--epochs", str(epochs), "--lr", f"{lr:g}", "--schedule", "cosine",
+        "--warmup-epochs", str(warmup), "--batch-size", str(budget.batch_size),
+        "--resize", str(budget.resize), "--crop", budget.crop, "--jitter", f"{budget.jitter:g}",
+        "--eval-every", str(max(epochs // 4, 1)),
+    ]  # fmt: skip
+
+
+def plan(out: Path, seeds: list[int], backbones: list[str], budget: Budget) -> list[Job]:
+    """All jobs, most informative first: each seed's runs of each backbone in turn."""
+    first = schedule_flags(budget.epochs, budget.lr, 1, budget)
+    extra = schedule_flags(budget.finetune_epochs, budget.finetune_lr, 0, budget)
+    jobs = []
+    for seed in seeds:
+        for backbone in backbones:
+            model = ["--backbone", backbone, "--pretrained", BACKBONES[backbone]]
+            base = out / backbone / f"seed{seed}"
+            for label, flags in stage_one_rows().items():
+                jobs.append(Job(label, backbone, seed, base / slug(label), model + first + flags))
+            learned = base / slug(LEARNED)
+            for label, loss in ((FINETUNE, "reprojection"), (CONTROL, "learned")):
+                flags = [*model, *extra, "--loss", loss, "--init", str(learned / "last.pt")]
+                jobs.append(Job(label, backbone, seed, base / slug(label), flags, after=learned))
+    return jobs
+
+
+def finished(run: Path) -> bool:
+    """True once the run has ended, trained or failed (then `failed` holds the reason)."""
+    return (run / "done").exists() or (run / "failed").exists()
+
+
+def run_all(jobs: list[Job], data: Path, parallel: int, threads: int) -> None:
+    """Run every unfinished job, at most `parallel` at a time, respecting `after`."""
+    pending = [job for job in jobs if not finished(job.run)]
+    running: list[Job] = []
+    while pending or running:
+        for job in list(running):
+            assert job.process is not None
+            code = job.process.poll()
+            if code is None:
+                continue
+            running.remove(job)
+            if code == 0:
+                (job.run / "done").write_text("")
+            else:  # a run that fails (e.g. diverges) is a result, not the end of the study
+                tail = (job.run / "train.out").read_text(errors="replace").strip()
+                (job.run / "failed").write_text(tail.splitlines()[-1] if tail else f"exit {code}")
+            print(f"{time.strftime('%H:%M:%S')} {'done ' if code == 0 else 'FAILED'} {job.run}",
+                  flush=True)  # fmt: skip
+        ready = [j for j in pending if j.after is None or finished(j.after)]
+        while ready and len(running) < parallel:
+            job = ready.pop(0)
+            pending.remove(job)
+            job.run.mkdir(parents=True, exist_ok=True)
+            print(f"{time.strftime('%H:%M:%S')} start {shlex.join(job.command(data, threads))}",
+                  flush=True)  # fmt: skip
+            with open(job.run / "train.out", "ab") as log:
+                job.process = subprocess.Popen(
+                    job.command(data, threads), stdout=log, stderr=subprocess.STDOUT
+                )
+            running.append(job)
+        time.sleep(2)
+
+
+def final_loss_parameters(run: Path) -> tuple[float, float] | None:
+    """s_x, s_q at the end of a learned-weighting run, else None."""
+    checkpoint = load_checkpoint(run / "last.pt")
+    state = checkpoint["loss"]
+    if "s_x" not in state:
+        return None
+    return float(state["s_x"]), float(state["s_q"])
+
+
+def retrieval_metrics(model: PoseNet, scene: Scene) -> dict[str, Any]:
+    """Test metrics of nearest-neighbour retrieval on the model's pooled backbone features."""
+    test = scene.subset("test")
+    centre, quaternion, _ = nearest_feature_pose(model, scene)
+    return summarize(*pose_errors(centre, quaternion, test.centres, test.quaternions))
+
+
+def seconds_of(run: Path) -> float:
+    """Wall-clock seconds of the run's epochs (training and evaluation), from its log."""
+    lines = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    return float(sum(line["time_s"] for line in lines))
+
+
+def evaluate_jobs(scene: Scene, jobs: list[Job]) -> dict[str, Any]:
+    """Per job: test metrics of its last checkpoint, its learned s_x/s_q, its command."""
+    results: dict[str, Any] = {}
+    for job in jobs:
+        cached = job.run / "study.json"
+        if (job.run / "failed").exists() or not (job.run / "last.pt").exists():
+            reason = job.run / "failed"
+            results[str(job.run)] = {
+                "label": job.label, "backbone": job.backbone, "seed": job.seed,
+                "failed": reason.read_text() if reason.exists() else "no checkpoint",
+            }  # fmt: skip
+            continue
+        if cached.exists():
+            results[str(job.run)] = json.loads(cached.read_text())
+            continue
+        model = PoseNet.from_checkpoint(job.run / "last.pt")
+        errors: FrameErrors = frame_errors(model, scene, "test", 64)
+        record = {
+            "label": job.label,
+            "backbone": job.backbone,
+            "seed": job.seed,
+            "metrics": summarize(errors.position_error_m, errors.rotation_error_deg),
+            "loss_parameters": final_loss_parameters(job.run),
+            "train_seconds": seconds_of(job.run),
+            "flags": job.flags,
+        }
+        if job.label == LEARNED:  # retrieval with the trained network's own features
+            record["retrieval"] = retrieval_metrics(model, scene)
+        cached.write_text(json.dumps(record, indent=1))
+        results[str(job.run)] = record
+    return results
+
+
+def baseline_metrics(scene: Scene) -> dict[str, dict[str, Any]]:
+    """The rows that need no pose training: mean pose, oracle nearest pose, and retrieval on
+    ImageNet features of the pretrained backbone (its pose head is untouched, hence unused)."""
+    train, test = scene.subset("train"), scene.subset("test")
+    rows = {}
+    centre, quaternion = mean_pose(train.centres, train.quaternions, len(test.frames))
+    rows["mean training pose"] = summarize(
+        *pose_errors(centre, quaternion, test.centres, test.quaternions)
+    )
+    centre, quaternion, _ = nearest_training_pose(
+        train.centres, train.quaternions, test.centres, test.quaternions
+    )
+    rows["oracle nearest training pose"] = summarize(
+        *pose_errors(centre, quaternion, test.centres, test.quaternions)
+    )
+    size = Budget()
+    height, width = (int(v) for v in size.crop.split("x"))
+    imagenet = PoseNet(ModelConfig("efficientnet_lite0", "imagenet", resize=size.resize,
+                                   crop=(height, width)))  # fmt: skip
+    rows["retrieval, ImageNet efficientnet_lite0 features"] = retrieval_metrics(imagenet, scene)
+    return rows
+
+
+def cell(values: list[float], digits: int, percent: bool = False) -> str:
+    """Mean over seeds, each seed in brackets."""
+    scale = 100.0 if percent else 1.0
+    text = [f"{scale * v:.{digits}f}" for v in values]
+    mean = f"{scale * float(np.mean(values)):.{digits}f}"
+    suffix = "%" if percent else ""
+    return mean + suffix if len(values) == 1 else f"{mean}{suffix} ({', '.join(text)})"
+
+
+def row(name: str, metrics: list[dict[str, Any]], extra: str = "") -> str:
+    def values(key: str) -> list[float]:
+        return [float(m[key]) for m in metrics]
+
+    fine = [float(m["accuracy"]["0.25m_2deg"]) for m in metrics]
+    medium = [float(m["accuracy"]["0.5m_5deg"]) for m in metrics]
+    return (
+        f"| {name} | {cell(values('median_position_error_m'), 3)}"
+        f" | {cell(values('median_rotation_error_deg'), 2)} | {cell(fine, 1, True)}"
+        f" | {cell(medium, 1, True)} | {extra} |"
+    )
+
+
+HEADER = (
+    "| method | median position (m) | median rotation (deg) | < 0.25 m, 2 deg | < 0.5 m, 5 deg"
+    " | final s_x, s_q |\n|---|---|---|---|---|---|"
+)
+
+
+def table(results: dict[str, Any], baselines: dict[str, dict[str, Any]], backbone: str) -> str:
+    """Markdown table for one backbone: every row's mean over seeds, then the baselines."""
+    records = [r for r in results.values() if r["backbone"] == backbone]
+    labels = list(dict.fromkeys(r["label"] for r in records))
+    lines = [HEADER]
+    for label in labels:
+        failed = [r for r in records if r["label"] == label and "failed" in r]
+        mine = [r for r in records if r["label"] == label and "failed" not in r]
+        if failed:
+            reasons = "; ".join(f"seed {r['seed']}: {r['failed']}" for r in failed)
+            lines.append(f"| {label} | failed ({reasons}) | | | | |")
+        if not mine:
+            continue
+        extra = ""
+        if mine[0]["loss_parameters"] is not None and "reprojection" not in label:
+            pairs = [r["loss_parameters"] for r in mine]
+            extra = "; ".join(f"{sx:.2f}, {sq:.2f}" for sx, sq in pairs)
+        lines.append(row(label, [r["metrics"] for r in mine], extra))
+    learned = [r for r in records if r["label"] == LEARNED and "retrieval" in r]
+    if learned:
+        lines.append(row("retrieval, features of the learned-weighting model",
+                         [r["retrieval"] for r in learned]))  # fmt: skip
+    for name, metrics in baselines.items():
+        if "ImageNet" in name and backbone != "efficientnet_lite0":
+            continue
+        lines.append(row(name, [metrics]))
+    return "\n".join(lines)
+
+
+def plot_beta(results: dict[str, Any], path: Path) -> None:
+    """Median position / rotation error against beta (log axis), one line per backbone, with
+    each backbone's learned-weighting result drawn across as a horizontal band (seed range)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    keys = (("median_position_error_m", "median position error (m)"),
+            ("median_rotation_error_deg", "median rotation error (deg)"))  # fmt: skip
+    for (key, title), axis in zip(keys, axes, strict=True):
+        for colour, backbone in zip(("tab:blue", "tab:orange"), BACKBONES, strict=False):
+            records = [r for r in results.values() if r["backbone"] == backbone]
+            if not records:
+                continue
+            records = [r for r in records if "failed" not in r]
+            per_beta = [[r["metrics"][key] for r in records if r["label"] == label]
+                        for label in (f"beta = {b:g}, L1 (eq. 2)" for b in BETAS)]  # fmt: skip
+            means = [float(np.mean(v)) if v else np.nan for v in per_beta]
+            axis.plot(BETAS, means, "o-", color=colour, label=f"beta, {backbone}")
+            for beta, values in zip(BETAS, per_beta, strict=True):
+                axis.scatter([beta] * len(values), values, color=colour, s=10, alpha=0.5)
+            learned = [r["metrics"][key] for r in records if r["label"] == LEARNED]
+            if learned:
+                axis.axhline(float(np.mean(learned)), color=colour, linestyle="--",
+                             label=f"learned weighting, {backbone}")  # fmt: skip
+                axis.axhspan(min(learned), max(learned), color=colour, alpha=0.15)
+        axis.set_xscale("log")
+        axis.set_xlabel("beta (eq. 2)")
+        axis.set_ylabel(title)
+        axis.grid(True, alpha=0.3)
+    axes[0].legend(fontsize=8)
+    figure.suptitle("Synthetic room, test sequences: fixed beta against learned weighting")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("study"))
+    parser.add_argument("--seeds", default="0,1")
+    parser.add_argument("--backbones", default=",".join(BACKBONES))
+    parser.add_argument("--epochs", type=int, default=Budget.epochs)
+    parser.add_argument("--parallel", type=int, default=2, help="training processes at once")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    backbones = args.backbones.split(",")
+    budget = Budget(epochs=args.epochs)
+
+    data = cache_root() / "scenes" / "room-seed0-cambridge"
+    print(synthesize(data, preset="room", format="cambridge", seed=0).describe(), flush=True)
+    jobs = plan(args.out.resolve(), seeds, backbones, budget)
+    started = time.perf_counter()
+    run_all(jobs, data, args.parallel, args.threads)
+    print(f"training: {(time.perf_counter() - started) / 60:.1f} min", flush=True)
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    scene = load_scene(data)
+    results = evaluate_jobs(scene, jobs)
+    baselines = baseline_metrics(scene)
+    sections = [
+        f"# Loss study on the synthetic room ({len(seeds)} seeds: {args.seeds})\n",
+        f"Budget per run: {budget}; machine: {platform.processor() or platform.machine()},"
+        f" {os.cpu_count()} cores, torch {torch.__version__}.\n",
+    ]
+    for backbone in backbones:
+        sections.append(f"## {backbone} (pretrained: {BACKBONES[backbone]})\n")
+        sections.append(table(results, baselines, backbone) + "\n")
+    sections.append("## Commands\n")
+    sections += [f"    {shlex.join(j.command(data, args.threads))}" for j in jobs]
+    (args.out / "results.md").write_text("\n".join(sections) + "\n")
+    (args.out / "results.json").write_text(
+        json.dumps({"runs": results, "baselines": baselines}, indent=1)
+    )
+    plot_beta(results, args.out / "beta.png")
+    print("\n".join(sections[:-len(jobs) - 1]))
+    print(f"written: {args.out / 'results.md'}, {args.out / 'beta.png'}")
+
+
+if __name__ == "__main__":
+    main()
