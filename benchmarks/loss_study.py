@@ -4,7 +4,9 @@ Every run is one `geoposenet train` command (printed, so it can be repeated by h
 budget; runs go in parallel worker processes (one thread each by default) and resume if stopped.
 Then every final model (last epoch, no selection on the test set) is evaluated on the test
 sequences and the script writes, into --out:
-  results.md   the table (mean over seeds, each seed in brackets) and the commands;
+  results.md   the table (mean over seeds, each seed in brackets) and the commands; for
+               learned weighting the final s_x, s_q and the beta they amount to,
+               exp(s_x - s_q) (eq. 4 weighs L_q by that much relative to L_x);
   results.json every number behind it;
   beta.png     median errors against beta, with learned weighting drawn across.
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import shlex
@@ -260,7 +263,7 @@ def row(name: str, metrics: list[dict[str, Any]], extra: str = "") -> str:
 
 HEADER = (
     "| method | median position (m) | median rotation (deg) | < 0.25 m, 2 deg | < 0.5 m, 5 deg"
-    " | final s_x, s_q |\n|---|---|---|---|---|---|"
+    " | final s_x, s_q (effective beta) |\n|---|---|---|---|---|---|"
 )
 
 
@@ -280,7 +283,7 @@ def table(results: dict[str, Any], baselines: dict[str, dict[str, Any]], backbon
         extra = ""
         if mine[0]["loss_parameters"] is not None and "reprojection" not in label:
             pairs = [r["loss_parameters"] for r in mine]
-            extra = "; ".join(f"{sx:.2f}, {sq:.2f}" for sx, sq in pairs)
+            extra = "; ".join(f"{sx:.2f}, {sq:.2f} ({math.exp(sx - sq):.0f})" for sx, sq in pairs)
         lines.append(row(label, [r["metrics"] for r in mine], extra))
     learned = [r for r in records if r["label"] == LEARNED and "retrieval" in r]
     if learned:
@@ -371,7 +374,7 @@ def main() -> None:
         json.dumps({"runs": results, "baselines": baselines}, indent=1)
     )
     plot_beta(results, args.out / "beta.png")
-    print("\n".join(sections[:-len(jobs) - 1]))
+    print("\n".join(sections[: -len(jobs) - 1]))
     print(f"written: {args.out / 'results.md'}, {args.out / 'beta.png'}")
 
 
