@@ -34,6 +34,7 @@ from geoposenet.baselines import mean_pose, nearest_feature_pose, nearest_traini
 from geoposenet.cache import cache_root
 from geoposenet.checkpoint import load_checkpoint
 from geoposenet.evaluation import FrameErrors, frame_errors, pose_errors, summarize
+from geoposenet.geometry import project
 from geoposenet.models import ModelConfig, PoseNet
 from geoposenet.readers import load_scene
 from geoposenet.scene import Scene
@@ -214,6 +215,23 @@ def evaluate_jobs(scene: Scene, jobs: list[Job]) -> dict[str, Any]:
         cached.write_text(json.dumps(record, indent=1))
         results[str(job.run)] = record
     return results
+
+
+def collapsed_projection_loss(scene: Scene) -> float:
+    """The L1 reprojection loss (eq. 7, K = identity) of a degenerate prediction: a camera so
+    far away that every point of a frame projects to one image point, the best such point
+    (the per-coordinate median of the true projections). Mean over the training frames: a
+    network trained by eq. 7 alone can fall to this value without learning any pose."""
+    losses = []
+    for frame in scene.split("train"):
+        if len(frame.point_ids) == 0:
+            continue
+        points = torch.as_tensor(scene.points[frame.point_ids])
+        uv, _ = project(points, torch.as_tensor(frame.centre), torch.as_tensor(frame.quaternion),
+                        min_depth=0.05)  # fmt: skip
+        spread = (uv - uv.median(dim=0).values).abs().sum(dim=1).clamp_max(10.0)
+        losses.append(float(spread.mean()))
+    return float(np.mean(losses))
 
 
 def baseline_metrics(scene: Scene) -> dict[str, dict[str, Any]]:
