@@ -29,15 +29,18 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
 from geoposenet.baselines import mean_pose, nearest_feature_pose, nearest_training_pose
 from geoposenet.cache import cache_root
 from geoposenet.checkpoint import load_checkpoint
+from geoposenet.data import PoseDataset
 from geoposenet.evaluation import FrameErrors, frame_errors, pose_errors, summarize
 from geoposenet.geometry import project
+from geoposenet.losses import ReprojectionLoss
 from geoposenet.models import ModelConfig, PoseNet
 from geoposenet.readers import load_scene
-from geoposenet.scene import Scene
+from geoposenet.scene import Scene, Split
 from geoposenet.synthetic import synthesize
 
 BETAS = (3.0, 30.0, 120.0, 500.0, 2000.0)
@@ -234,6 +237,58 @@ def collapsed_projection_loss(scene: Scene) -> float:
     return float(np.mean(losses))
 
 
+def reprojection_and_pose_errors(run: Path, scene: Scene, split: Split) -> dict[str, float]:
+    """For the final model of `run` on `split`: the mean per-frame reprojection error (eq. 7,
+    L1, K = identity, up to 128 of each frame's points, the loss's clipping) next to the median
+    position (m) and rotation (deg) errors, to see whether lowering one lowers the others."""
+    model = PoseNet.from_checkpoint(run / "last.pt")
+    loss = ReprojectionLoss("l1")
+    config = model.config
+    dataset = PoseDataset(scene, split, model.offset.numpy(), config.resize, config.crop,
+                          train=False, points_per_frame=128)  # fmt: skip
+    per_frame, position, rotation = [], [], []
+    with torch.inference_mode():
+        for batch in DataLoader(dataset, batch_size=64):
+            prediction = model(batch["image"])
+            true_uv, _ = project(batch["points"], batch["position"], batch["quaternion"],
+                                 min_depth=loss.min_depth)  # fmt: skip
+            uv, _ = project(batch["points"], prediction.position, prediction.quaternion,
+                            min_depth=loss.min_depth)  # fmt: skip
+            error = (uv - true_uv).abs().sum(-1).clamp_max(loss.max_error)
+            mask = batch["points_mask"].float()
+            per_frame.append((error * mask).sum(1) / mask.sum(1).clamp_min(1.0))
+            position.append((prediction.position - batch["position"]).norm(dim=-1))
+            dot = (prediction.quaternion * batch["quaternion"]).sum(-1).abs().clamp_max(1.0)
+            rotation.append(torch.rad2deg(2 * torch.arccos(dot)))
+    return {
+        "reprojection_mean": float(torch.cat(per_frame).mean()),
+        "median_position_error_m": float(torch.cat(position).median()),
+        "median_rotation_error_deg": float(torch.cat(rotation).median()),
+    }
+
+
+def reprojection_table(jobs: list[Job], scene: Scene) -> str:
+    """Learned weighting, its reprojection fine-tuning and the control, per seed and split."""
+    lines = [
+        "| backbone, seed | model | split | mean reprojection error (eq. 7) | median position (m)"
+        " | median rotation (deg) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for job in jobs:
+        if job.label not in (LEARNED, FINETUNE, CONTROL) or not finished(job.run):
+            continue
+        if (job.run / "failed").exists():
+            continue
+        for split in ("train", "test"):
+            m = reprojection_and_pose_errors(job.run, scene, split)
+            lines.append(
+                f"| {job.backbone}, {job.seed} | {job.label} | {split}"
+                f" | {m['reprojection_mean']:.3f} | {m['median_position_error_m']:.3f}"
+                f" | {m['median_rotation_error_deg']:.2f} |"
+            )
+    return "\n".join(lines)
+
+
 def baseline_metrics(scene: Scene) -> dict[str, dict[str, Any]]:
     """The rows that need no pose training: mean pose, oracle nearest pose, and retrieval on
     ImageNet features of the pretrained backbone (its pose head is untouched, hence unused)."""
@@ -385,6 +440,12 @@ def main() -> None:
     for backbone in backbones:
         sections.append(f"## {backbone} (pretrained: {BACKBONES[backbone]})\n")
         sections.append(table(results, baselines, backbone) + "\n")
+    sections.append(
+        "## Reprojection error against pose error\n\nThe collapsed-camera reprojection loss of"
+        f" the training frames (every point of a frame projected to one image point): "
+        f"{collapsed_projection_loss(scene):.3f}.\n"
+    )
+    sections.append(reprojection_table(jobs, scene) + "\n")
     sections.append("## Commands\n")
     sections += [f"    {shlex.join(j.command(data, args.threads))}" for j in jobs]
     (args.out / "results.md").write_text("\n".join(sections) + "\n")
