@@ -80,17 +80,19 @@ class Job:
         ]  # fmt: skip
 
 
-def stage_one_rows() -> dict[str, list[str]]:
+def stage_one_rows(budget: Budget) -> dict[str, list[str]]:
     """Table row label -> loss flags, for the runs trained from the backbone's initial weights."""
     rows = {f"beta = {beta:g}, L1 (eq. 2)": ["--loss", "beta", "--beta", f"{beta:g}"]
             for beta in BETAS}  # fmt: skip
     rows["learned weighting, L1 (eq. 4)"] = ["--loss", "learned"]
+    rows[FAST_WEIGHTS] = ["--loss", "learned", "--weighting-lr", f"{10 * budget.lr:g}"]
     rows["learned weighting, L2"] = ["--loss", "learned", "--norm", "l2"]
     rows["reprojection from the initial weights (eq. 7)"] = ["--loss", "reprojection"]
     return rows
 
 
 LEARNED = "learned weighting, L1 (eq. 4)"
+FAST_WEIGHTS = "learned weighting, L1, s_x and s_q at 10x the learning rate"
 FINETUNE = "learned weighting, then reprojection fine-tuning"
 CONTROL = "learned weighting, then the same extra epochs of learned weighting"
 
@@ -118,7 +120,7 @@ def plan(out: Path, seeds: list[int], backbones: list[str], budget: Budget) -> l
         for backbone in backbones:
             model = ["--backbone", backbone, "--pretrained", BACKBONES[backbone]]
             base = out / backbone / f"seed{seed}"
-            for label, flags in stage_one_rows().items():
+            for label, flags in stage_one_rows(budget).items():
                 jobs.append(Job(label, backbone, seed, base / slug(label), model + first + flags))
             learned = base / slug(LEARNED)
             for label, loss in ((FINETUNE, "reprojection"), (CONTROL, "learned")):

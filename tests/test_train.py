@@ -62,6 +62,23 @@ def test_loss_falls_and_run_files(tiny_scene_dir: Path, tmp_path: Path) -> None:
     assert json.loads((run / "config.json").read_text())["lr"] == 1e-3
 
 
+def test_weighting_lr_moves_s_x_and_s_q_faster(tiny_scene_dir: Path, tmp_path: Path) -> None:
+    """--weighting-lr sets the learning rate of s_x, s_q only; Adam moves a parameter by about
+    its learning rate per step, so 20x the rate moves them several times further."""
+    moved, lrs = {}, {}
+    for name, weighting_lr in (("same", None), ("fast", 2e-2)):
+        run = fit(
+            tiny_config(tiny_scene_dir, tmp_path / name, epochs=2, weighting_lr=weighting_lr),
+            progress=False,
+        )
+        checkpoint = load_checkpoint(run / "last.pt")
+        lrs[name] = [group["lr"] for group in checkpoint["optimizer"]["param_groups"]]
+        moved[name] = abs(float(checkpoint["loss"]["s_q"]) + 3.0)
+    assert lrs["same"] == [1e-3, 1e-3]
+    assert lrs["fast"] == pytest.approx([1e-3, 2e-2])
+    assert moved["fast"] > 5 * moved["same"] > 0
+
+
 def test_resume_after_epoch_and_mid_epoch_equals_uninterrupted(
     tiny_scene_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -158,6 +175,7 @@ def test_reprojection_without_points_is_refused(tmp_path: Path, tiny_scene_dir: 
     [
         ({"epochs": 0}, "--epochs"),
         ({"lr": -1.0}, "--lr"),
+        ({"weighting_lr": 0.0}, "--weighting-lr"),
         ({"backbone": "vgg99"}, "--backbone"),
         ({"loss": "huber"}, "--loss"),
         ({"dropout": 1.0}, "--dropout"),

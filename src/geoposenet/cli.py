@@ -107,6 +107,11 @@ def _add_train(sub: argparse._SubParsersAction) -> Handler:
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
+    p.add_argument(
+        "--weighting-lr",
+        type=float,
+        help="learning rate of s_x, s_q (--loss learned), same schedule; default: --lr",
+    )
     p.add_argument("--weight-decay", type=float)
     p.add_argument("--schedule", choices=SCHEDULES)
     p.add_argument("--warmup-epochs", type=int)
@@ -131,9 +136,9 @@ def _add_train(sub: argparse._SubParsersAction) -> Handler:
             key: getattr(args, key)
             for key in (
                 "format", "loss", "beta", "norm", "backbone", "pretrained", "init", "epochs",
-                "batch_size", "lr", "weight_decay", "schedule", "warmup_epochs", "dropout",
-                "resize", "crop", "jitter", "points_per_frame", "eval_every", "workers", "seed",
-                "device", "threads",
+                "batch_size", "lr", "weighting_lr", "weight_decay", "schedule", "warmup_epochs",
+                "dropout", "resize", "crop", "jitter", "points_per_frame", "eval_every", "workers",
+                "seed", "device", "threads",
             )
         }  # fmt: skip
         config = resolve_config(args.preset, data=str(args.data), out=str(args.out), **overrides)

@@ -41,6 +41,7 @@ class TrainConfig:
     epochs: int = 100
     batch_size: int = 64
     lr: float = 1e-4
+    weighting_lr: float | None = None  # lr of s_x, s_q (eq. 4); None: the same as lr
     weight_decay: float = 0.0
     schedule: str = "none"
     warmup_epochs: int = 0
@@ -83,6 +84,8 @@ class TrainConfig:
             (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}"),
             (self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}"),
             (0 < self.lr < math.inf, f"--lr must be positive and finite, got {self.lr}"),
+            (self.weighting_lr is None or 0 < self.weighting_lr < math.inf,
+             f"--weighting-lr must be positive and finite, got {self.weighting_lr}"),
             (0 < self.beta < math.inf, f"--beta must be positive and finite, got {self.beta}"),
             (0 <= self.weight_decay < math.inf,
              f"--weight-decay must be >= 0 and finite, got {self.weight_decay}"),

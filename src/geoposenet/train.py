@@ -244,6 +244,8 @@ class _Trainer:
             ],
             lr=config.lr,
         )
+        # the schedule scales both groups; s_x, s_q may move faster (--weighting-lr)
+        self.lr_scales = (1.0, (config.weighting_lr or config.lr) / config.lr)
         self.state = RunState()
         if checkpoint is not None:
             self._restore(checkpoint)
@@ -359,8 +361,8 @@ class _Trainer:
             seed = step_seed(config.seed, state.epoch, state.batch, world.rank)
             torch.manual_seed(seed)
             lr = learning_rate(config, state.epoch, state.batch, per_epoch)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
+            for group, scale in zip(self.optimizer.param_groups, self.lr_scales, strict=True):
+                group["lr"] = lr * scale
             batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
             inputs = batch["image"]
             if config.jitter > 0:
