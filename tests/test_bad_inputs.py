@@ -286,6 +286,7 @@ FLAGS = [
     (["train", "{data}", "--out", "{out}", "--eval-every", "0"], "--eval-every"),
     (["train", "{data}", "--out", "{out}", "--lr", "nan"], "--lr"),
     (["train", "{data}", "--out", "{out}", "--lr", "inf"], "--lr"),
+    (["train", "{data}", "--out", "{out}", "--weighting-lr", "-1"], "--weighting-lr"),
     (["train", "{data}", "--out", "{out}", "--loss", "beta", "--beta", "-1"], "--beta"),
     (["train", "{data}", "--out", "{out}", "--loss", "beta", "--beta", "inf"], "--beta"),
     (["train", "{data}", "--out", "{out}", "--weight-decay", "inf"], "--weight-decay"),
