@@ -8,6 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import settings
+
+# No per-example deadline: a busy machine must not turn a slow example into a failure.
+settings.register_profile("geoposenet", deadline=None)
+settings.load_profile("geoposenet")
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
 
