@@ -306,17 +306,17 @@ def baseline_metrics(scene: Scene) -> dict[str, dict[str, Any]]:
     rows["mean training pose"] = summarize(
         *pose_errors(centre, quaternion, test.centres, test.quaternions)
     )
+    size = Budget()
+    height, width = (int(v) for v in size.crop.split("x"))
+    imagenet = PoseNet(ModelConfig("efficientnet_lite0", "imagenet", resize=size.resize,
+                                   crop=(height, width)))  # fmt: skip
+    rows["retrieval, ImageNet efficientnet_lite0 features"] = retrieval_metrics(imagenet, scene)
     centre, quaternion, _ = nearest_training_pose(
         train.centres, train.quaternions, test.centres, test.quaternions
     )
     rows["oracle nearest training pose"] = summarize(
         *pose_errors(centre, quaternion, test.centres, test.quaternions)
     )
-    size = Budget()
-    height, width = (int(v) for v in size.crop.split("x"))
-    imagenet = PoseNet(ModelConfig("efficientnet_lite0", "imagenet", resize=size.resize,
-                                   crop=(height, width)))  # fmt: skip
-    rows["retrieval, ImageNet efficientnet_lite0 features"] = retrieval_metrics(imagenet, scene)
     return rows
 
 
