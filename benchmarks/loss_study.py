@@ -397,13 +397,15 @@ def plot_beta(results: dict[str, Any], path: Path) -> None:
             per_beta = [[r["metrics"][key] for r in records if r["label"] == label]
                         for label in (f"beta = {b:g}, L1 (eq. 2)" for b in BETAS)]  # fmt: skip
             means = [float(np.mean(v)) if v else np.nan for v in per_beta]
-            axis.plot(BETAS, means, "o-", color=colour, label=f"beta, {backbone}")
+            start = "ImageNet weights" if BACKBONES[backbone] == "imagenet" else "from scratch"
+            weights = f"{backbone}, {start}"
+            axis.plot(BETAS, means, "o-", color=colour, label=f"beta, {weights}")
             for beta, values in zip(BETAS, per_beta, strict=True):
                 axis.scatter([beta] * len(values), values, color=colour, s=10, alpha=0.5)
             learned = [r["metrics"][key] for r in records if r["label"] == LEARNED]
             if learned:
                 axis.axhline(float(np.mean(learned)), color=colour, linestyle="--",
-                             label=f"learned weighting, {backbone}")  # fmt: skip
+                             label=f"learned weighting, {weights}")  # fmt: skip
                 axis.axhspan(min(learned), max(learned), color=colour, alpha=0.15)
         axis.set_xscale("log")
         axis.set_xlabel("beta (eq. 2)")
