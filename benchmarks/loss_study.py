@@ -31,11 +31,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from geoposenet.baselines import mean_pose, nearest_feature_pose, nearest_training_pose
+from geoposenet.baselines import nearest_feature_pose
 from geoposenet.cache import cache_root
 from geoposenet.checkpoint import load_checkpoint
 from geoposenet.data import PoseDataset
-from geoposenet.evaluation import FrameErrors, frame_errors, pose_errors, summarize
+from geoposenet.demo import baseline_errors
+from geoposenet.evaluation import frame_errors, pose_errors, summarize
 from geoposenet.geometry import project, quaternion_to_matrix
 from geoposenet.losses import ReprojectionLoss
 from geoposenet.models import ModelConfig, PoseNet
@@ -57,7 +58,7 @@ class Budget:
     finetune_lr: float = 1e-4
     batch_size: int = 32
     resize: int = 96
-    crop: str = "96x128"
+    crop: tuple[int, int] = (96, 128)
     jitter: float = 0.2
 
 
@@ -106,7 +107,8 @@ def schedule_flags(epochs: int, lr: float, warmup: int, budget: Budget) -> list[
     return [
         "--preset", "cpu", "--epochs", str(epochs), "--lr", f"{lr:g}", "--schedule", "cosine",
         "--warmup-epochs", str(warmup), "--batch-size", str(budget.batch_size),
-        "--resize", str(budget.resize), "--crop", budget.crop, "--jitter", f"{budget.jitter:g}",
+        "--resize", str(budget.resize), "--crop", "x".join(map(str, budget.crop)),
+        "--jitter", f"{budget.jitter:g}",
         "--eval-every", str(max(epochs // 4, 1)),
     ]  # fmt: skip
 
@@ -205,7 +207,7 @@ def evaluate_jobs(scene: Scene, jobs: list[Job]) -> dict[str, Any]:
             results[str(job.run)] = json.loads(cached.read_text())
             continue
         model = PoseNet.from_checkpoint(job.run / "last.pt")
-        errors: FrameErrors = frame_errors(model, scene, "test", 64)
+        errors = frame_errors(model, scene, "test", 64)
         record = {
             "label": job.label,
             "backbone": job.backbone,
@@ -223,53 +225,53 @@ def evaluate_jobs(scene: Scene, jobs: list[Job]) -> dict[str, Any]:
 
 
 def collapsed_projection_loss(scene: Scene) -> float:
-    """The L1 reprojection loss (eq. 7, K = identity) of a degenerate prediction: a camera so
-    far away that every point of a frame projects to one image point, the best such point
-    (the per-coordinate median of the true projections). Mean over the training frames: a
-    network trained by eq. 7 alone can fall to this value without learning any pose."""
+    """The L1 reprojection loss (eq. 7, K = identity, the loss's clamping and clipping) of a
+    degenerate prediction: a camera so far away that every point of a frame projects to one
+    image point, the best such point (the per-coordinate median of the true projections). Mean
+    over the training frames: a network trained by eq. 7 alone can fall to this value without
+    learning any pose."""
+    loss = ReprojectionLoss("l1")
     losses = []
     for frame in scene.split("train"):
         if len(frame.point_ids) == 0:
             continue
         points = torch.as_tensor(scene.points[frame.point_ids])
         uv, _ = project(points, torch.as_tensor(frame.centre), torch.as_tensor(frame.quaternion),
-                        min_depth=0.05)  # fmt: skip
-        spread = (uv - uv.median(dim=0).values).abs().sum(dim=1).clamp_max(10.0)
+                        min_depth=loss.min_depth)  # fmt: skip
+        spread = (uv - uv.median(dim=0).values).abs().sum(dim=1).clamp_max(loss.max_error)
         losses.append(float(spread.mean()))
     return float(np.mean(losses))
 
 
-def reprojection_and_pose_errors(run: Path, scene: Scene, split: Split) -> dict[str, float]:
-    """For the final model of `run` on `split`: the mean per-frame reprojection error (eq. 7,
-    L1, K = identity, up to 128 of each frame's points, the loss's clipping) next to the median
-    position (m) and rotation (deg) errors, to see whether lowering one lowers the others, and
-    the median position error along the true camera's optical axis (m)."""
-    model = PoseNet.from_checkpoint(run / "last.pt")
+def reprojection_and_pose_errors(model: PoseNet, scene: Scene, split: Split) -> dict[str, float]:
+    """For `model` on `split`: its reprojection loss (eq. 7, L1, K = identity, up to 128 of each
+    frame's points; the mean over frames) next to the median position (m) and rotation (deg)
+    errors, to see whether lowering one lowers the others, and the median position error along
+    the true camera's optical axis (m)."""
     loss = ReprojectionLoss("l1")
     config = model.config
     dataset = PoseDataset(scene, split, model.offset.numpy(), config.resize, config.crop,
                           train=False, points_per_frame=128)  # fmt: skip
-    per_frame, position, rotation, along_axis = [], [], [], []
+    weighted, frames_with_points = 0.0, 0
+    predicted, true, along_axis = [], [], []
     with torch.inference_mode():
         for batch in DataLoader(dataset, batch_size=64):
             prediction = model(batch["image"])
-            true_uv, _ = project(batch["points"], batch["position"], batch["quaternion"],
-                                 min_depth=loss.min_depth)  # fmt: skip
-            uv, _ = project(batch["points"], prediction.position, prediction.quaternion,
-                            min_depth=loss.min_depth)  # fmt: skip
-            error = (uv - true_uv).abs().sum(-1).clamp_max(loss.max_error)
-            mask = batch["points_mask"].float()
-            per_frame.append((error * mask).sum(1) / mask.sum(1).clamp_min(1.0))
+            value, _ = loss(prediction.position, prediction.quaternion, batch)
+            count = int((batch["points_mask"].sum(dim=1) > 0).sum())  # the loss's denominator
+            weighted += float(value) * count
+            frames_with_points += count
+            predicted.append(torch.cat([prediction.position, prediction.quaternion], dim=1))
+            true.append(torch.cat([batch["position"], batch["quaternion"]], dim=1))
             offset = prediction.position - batch["position"]
-            position.append(offset.norm(dim=-1))
-            camera = quaternion_to_matrix(batch["quaternion"])  # world -> camera
-            along_axis.append(torch.einsum("bj,bj->b", camera[:, 2], offset).abs())
-            dot = (prediction.quaternion * batch["quaternion"]).sum(-1).abs().clamp_max(1.0)
-            rotation.append(torch.rad2deg(2 * torch.arccos(dot)))
+            optical_axis = quaternion_to_matrix(batch["quaternion"])[:, 2]  # world -> camera
+            along_axis.append((optical_axis * offset).sum(dim=1).abs())
+    pred, gt = torch.cat(predicted).double().numpy(), torch.cat(true).double().numpy()
+    position, rotation = pose_errors(pred[:, :3], pred[:, 3:], gt[:, :3], gt[:, 3:])
     return {
-        "reprojection_mean": float(torch.cat(per_frame).mean()),
-        "median_position_error_m": float(torch.cat(position).median()),
-        "median_rotation_error_deg": float(torch.cat(rotation).median()),
+        "reprojection_mean": weighted / max(frames_with_points, 1),
+        "median_position_error_m": float(np.median(position)),
+        "median_rotation_error_deg": float(np.median(rotation)),
         "median_optical_axis_error_m": float(torch.cat(along_axis).median()),
     }
 
@@ -282,12 +284,11 @@ def reprojection_table(jobs: list[Job], scene: Scene) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for job in jobs:
-        if job.label not in (LEARNED, FINETUNE, CONTROL) or not finished(job.run):
+        if job.label not in (LEARNED, FINETUNE, CONTROL) or not (job.run / "done").exists():
             continue
-        if (job.run / "failed").exists():
-            continue
+        model = PoseNet.from_checkpoint(job.run / "last.pt")
         for split in ("train", "test"):
-            m = reprojection_and_pose_errors(job.run, scene, split)
+            m = reprojection_and_pose_errors(model, scene, split)
             lines.append(
                 f"| {job.backbone}, {job.seed} | {job.label} | {split}"
                 f" | {m['reprojection_mean']:.3f} | {m['median_position_error_m']:.3f}"
@@ -298,25 +299,16 @@ def reprojection_table(jobs: list[Job], scene: Scene) -> str:
 
 
 def baseline_metrics(scene: Scene) -> dict[str, dict[str, Any]]:
-    """The rows that need no pose training: mean pose, oracle nearest pose, and retrieval on
-    ImageNet features of the pretrained backbone (its pose head is untouched, hence unused)."""
-    train, test = scene.subset("train"), scene.subset("test")
-    rows = {}
-    centre, quaternion = mean_pose(train.centres, train.quaternions, len(test.frames))
-    rows["mean training pose"] = summarize(
-        *pose_errors(centre, quaternion, test.centres, test.quaternions)
+    """The rows that need no pose training: the demo's two reference rows (mean pose, oracle
+    nearest pose) and retrieval on ImageNet features of the pretrained backbone."""
+    rows = {name: summarize(*errors) for name, errors in baseline_errors(scene).items()}
+    budget = Budget()
+    config = ModelConfig("efficientnet_lite0", "imagenet", resize=budget.resize, crop=budget.crop)
+    rows["retrieval, ImageNet efficientnet_lite0 features"] = retrieval_metrics(
+        PoseNet(config), scene
     )
-    size = Budget()
-    height, width = (int(v) for v in size.crop.split("x"))
-    imagenet = PoseNet(ModelConfig("efficientnet_lite0", "imagenet", resize=size.resize,
-                                   crop=(height, width)))  # fmt: skip
-    rows["retrieval, ImageNet efficientnet_lite0 features"] = retrieval_metrics(imagenet, scene)
-    centre, quaternion, _ = nearest_training_pose(
-        train.centres, train.quaternions, test.centres, test.quaternions
-    )
-    rows["oracle nearest training pose"] = summarize(
-        *pose_errors(centre, quaternion, test.centres, test.quaternions)
-    )
+    oracle = "oracle nearest training pose"  # the best retrieval last
+    rows[oracle] = rows.pop(oracle)
     return rows
 
 
@@ -362,7 +354,7 @@ def table(results: dict[str, Any], baselines: dict[str, dict[str, Any]], backbon
         if not mine:
             continue
         extra = ""
-        if mine[0]["loss_parameters"] is not None and "reprojection" not in label:
+        if mine[0]["loss_parameters"] is not None:
             pairs = [r["loss_parameters"] for r in mine]
             extra = "; ".join(f"{sx:.2f}, {sq:.2f} ({math.exp(sx - sq):.0f})" for sx, sq in pairs)
         lines.append(row(label, [r["metrics"] for r in mine], extra))
@@ -390,10 +382,11 @@ def plot_beta(results: dict[str, Any], path: Path) -> None:
             ("median_rotation_error_deg", "median rotation error (deg)"))  # fmt: skip
     for (key, title), axis in zip(keys, axes, strict=True):
         for colour, backbone in zip(("tab:blue", "tab:orange"), BACKBONES, strict=False):
-            records = [r for r in results.values() if r["backbone"] == backbone]
+            records = [
+                r for r in results.values() if r["backbone"] == backbone and "failed" not in r
+            ]
             if not records:
                 continue
-            records = [r for r in records if "failed" not in r]
             per_beta = [[r["metrics"][key] for r in records if r["label"] == label]
                         for label in (f"beta = {b:g}, L1 (eq. 2)" for b in BETAS)]  # fmt: skip
             means = [float(np.mean(v)) if v else np.nan for v in per_beta]

@@ -73,6 +73,8 @@ def nearest_training_pose(
 def split_features(model: PoseNet, scene: Scene, split: Split, batch_size: int = 64) -> np.ndarray:
     """(N, D) unit-length pooled backbone features of the frames of `split`, from centre crops
     at the model's input size, in eval mode."""
+    from torch.utils.data import DataLoader
+
     from geoposenet.data import PoseDataset
 
     config = model.config
@@ -82,12 +84,10 @@ def split_features(model: PoseNet, scene: Scene, split: Split, batch_size: int =
     was_training = model.training
     model.eval()
     device = model.offset.device
-    chunks = []
-    for start in range(0, len(dataset), batch_size):
-        images = torch.stack(
-            [dataset[i]["image"] for i in range(start, min(start + batch_size, len(dataset)))]
-        )
-        chunks.append(torch.nn.functional.normalize(model.features(images.to(device)), dim=1))
+    chunks = [
+        torch.nn.functional.normalize(model.features(batch["image"].to(device)), dim=1)
+        for batch in DataLoader(dataset, batch_size=batch_size)
+    ]
     model.train(was_training)
     return torch.cat(chunks).double().cpu().numpy()
 
@@ -103,7 +103,5 @@ def nearest_feature_pose(
     index = np.concatenate(
         [(queries[s : s + 1024] @ train.T).argmax(axis=1) for s in range(0, len(queries), 1024)]
     )
-    frames = scene.split("train")
-    centres = np.stack([f.centre for f in frames])
-    quaternions = np.stack([f.quaternion for f in frames])
-    return centres[index], quaternions[index], index
+    frames = scene.subset("train")
+    return frames.centres[index], frames.quaternions[index], index

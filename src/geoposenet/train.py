@@ -261,11 +261,11 @@ class _Trainer:
             persistent_workers=config.workers > 0,
             pin_memory=self.device.type == "cuda",
         )
+        self.writer = None
         if world.is_main:
             self.run.mkdir(parents=True, exist_ok=True)
             remove_stale_temporaries(self.run)  # of a process killed while writing
-        self.writer = self._tensorboard() if world.is_main else None
-        if world.is_main:
+            self.writer = self._tensorboard()
             text = json.dumps(config.to_dict(), indent=2) + "\n"
             atomic_write_text(self.run / "config.json", text)
 
