@@ -11,7 +11,9 @@ import numpy as np
 import pycolmap
 from PIL import Image
 
-REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
+# Real dataset files (excerpts, see data/SOURCES): the one place tests find them. Nothing outside
+# the repository is ever read.
+REALDATA = Path(__file__).resolve().parent / "data"
 STAIRS = REALDATA / "7scenes" / "stairs"
 HEADER = "Visual Landmark Dataset V1\nImageFile, Camera Position [X Y Z W P Q R]\n\n"
 TRAIN = ["seq1/frame00001.png 1 2 3 1 0 0 0", "seq1/frame00002.png 4 5 6 0 1 0 0"]

@@ -14,8 +14,6 @@ from hypothesis import settings
 settings.register_profile("geoposenet", deadline=None)
 settings.load_profile("geoposenet")
 
-REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
-
 
 def pytest_configure(config: pytest.Config) -> None:
     # Tests never write into the user's ~/.cache; 1 thread per xdist worker keeps 2 cores busy.

@@ -1,4 +1,4 @@
-"""Cambridge Landmarks labels and the NVM reader, on the real files of shared/realdata and on
+"""Cambridge Landmarks labels and the NVM reader, on the real files of tests/data and on
 small hand-written scenes."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from builders import REALDATA
 from PIL import Image
 
 from geoposenet.errors import DatasetError
@@ -14,7 +15,6 @@ from geoposenet.readers import detect_format, load_scene
 from geoposenet.readers._common import Problems
 from geoposenet.readers._nvm import read_nvm
 
-REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
 COUNTS = {
     "KingsCollege": (1220, 343),
     "OldHospital": (895, 182),

@@ -7,14 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from builders import HEADER, NVM_CAMERA, TRAIN, cambridge, colmap_model, stairs
+from builders import HEADER, NVM_CAMERA, REALDATA, TRAIN, cambridge, colmap_model, stairs
 from PIL import Image
 
 from geoposenet import cli
 from geoposenet.errors import DatasetError, InputError
 from geoposenet.readers import check_dataset, load_scene
-
-REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
 
 
 @pytest.fixture(autouse=True)

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from builders import REALDATA, STAIRS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -19,8 +20,6 @@ from geoposenet.errors import DatasetError, InputError
 from geoposenet.readers import check_dataset, load_scene
 
 HEADER = "Visual Landmark Dataset V1\nImageFile, Camera Position [X Y Z W P Q R]\n\n"
-REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
-STAIRS = REALDATA / "7scenes" / "stairs"
 TOKENS = [
     "seq1/frame00001.png", "seq1/a.jpg", "0", "1", "-1", "0.5", "2", "1e-320", "1e309", "nan",
     "inf", "1_0", "99999999999999999999", "..", "/x", "C:", "\\", " ", "\t", "\n", "\r\n", "\x00",

@@ -1,4 +1,4 @@
-"""7-Scenes: the real stairs pose files and depth maps of shared/realdata against hand
+"""7-Scenes: the real stairs pose files and depth maps of tests/data against hand
 computations, the depth-point cache, and small hand-written scenes."""
 
 from __future__ import annotations
@@ -8,12 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from builders import STAIRS
 from PIL import Image
 from scipy.spatial.transform import Rotation
 
 from geoposenet.readers import detect_format, load_scene, sevenscenes
-
-STAIRS = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "7scenes" / "stairs"
 
 
 @pytest.fixture(autouse=True)
