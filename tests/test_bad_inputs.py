@@ -329,6 +329,68 @@ def test_bad_flag(
     assert not out.exists()
 
 
+PATHS = [
+    (["export", "{ckpt}", "{empty}/"], "{empty}/: is a folder"),
+    (["export", "{ckpt}", "{empty}"], "{empty}: is a folder"),
+    (["export", "{ckpt}", "{out}/model.onnx"], "the folder {out} does not exist"),
+    (["train", "{data}", "--out", "{file}"], "--out {file}: is a file"),
+    (["train", "{data}", "--out", "{data}/run"],
+     "--out {data}/run: lies inside the dataset folder"),
+    (["train", "{data}", "--out", "{out}", "--pretrained", "{photo}"],
+     "{photo}: not a torch weights file"),
+    (["train", "{data}", "--out", "{out}", "--pretrained", "{ckpt}"],
+     "{ckpt}: a geoposenet checkpoint, not ImageNet classifier weights; to start training from it "
+     "use --init {ckpt}"),
+    (["predict", "{ckpt}", "{empty}"], "{empty}: no .png/.jpg/.jpeg images in this folder"),
+    (["predict", "{ckpt}", "{empty}/*.png"], "{empty}/*.png: no file matches this pattern"),
+    (["predict", "{ckpt}", "{photo}", "{tmp}/missing.jpg"],
+     "{tmp}/missing.jpg: image file not found"),
+    (["eval", "{empty}", "{data}", "--out", "{out}"], "{empty}: a folder without last.pt"),
+    (["predict", "{empty}", "{photo}"], "{empty}: a folder without last.pt"),
+    (["export", "{empty}", "{tmp}/model.onnx"], "{empty}: a folder without last.pt"),
+]  # fmt: skip
+
+
+def tree(root: Path) -> dict[str, bytes | None]:
+    """Every file (with its content) and folder under `root`, but the private image cache."""
+    return {
+        str(p.relative_to(root)): p.read_bytes() if p.is_file() else None
+        for p in root.rglob("*")
+        if "cache" not in p.relative_to(root).parts
+    }
+
+
+@pytest.mark.parametrize(("args", "where"), PATHS, ids=flag_id)
+def test_bad_path(
+    args: list[str],
+    where: str,
+    tmp_path: Path,
+    checkpoint: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Output files and folders, image arguments, --pretrained files and checkpoint folders a
+    user gets wrong: one message naming them, and nothing written anywhere."""
+    values = {
+        "data": builders.cambridge(tmp_path / "data", size=(64, 48)),
+        "out": tmp_path / "out",
+        "tmp": tmp_path,
+        "ckpt": checkpoint,
+        "empty": tmp_path / "empty",
+        "file": tmp_path / "notes.txt",
+        "photo": tmp_path / "photo.png",
+    }
+    values["empty"].mkdir()
+    values["file"].write_text("not a folder")
+    Image.new("RGB", (64, 48), (90, 120, 150)).save(values["photo"])
+    filled = [a.format(**values) for a in args]
+    if args[0] == "train":
+        filled += with_defaults(args)
+    before, checkpoints = tree(tmp_path), tree(checkpoint.parent)
+    code, err = run_cli(filled, capsys)
+    assert_clean_error(code, err, where.format(**values))
+    assert tree(tmp_path) == before and tree(checkpoint.parent) == checkpoints
+
+
 class Exploit:
     """Unpickling this would create the folder named in it (proof that code ran)."""
 
@@ -358,6 +420,12 @@ def other_shapes(valid: Path, path: Path) -> None:
     save_checkpoint(path, {**content, "model": model})
 
 
+def other_keys(valid: Path, path: Path) -> None:
+    content = load_checkpoint(valid)
+    model = {k: v for k, v in content["model"].items() if k != "head.bias"}
+    save_checkpoint(path, {**content, "model": {**model, "head.scale": torch.ones(7)}})
+
+
 def older_format(valid: Path, path: Path) -> None:
     torch.save({**load_checkpoint(valid), "version": 0}, path)
 
@@ -369,7 +437,14 @@ def truncated(valid: Path, path: Path) -> None:
 CHECKPOINTS = {
     "unsafe pickle": (unsafe_pickle, "refused"),
     "another backbone": (other_backbone, "do not fit a resnet18 PoseNet"),
-    "wrong shapes": (other_shapes, "do not fit a mobilenet_v3_small PoseNet"),
+    "wrong shapes": (
+        other_shapes,
+        "mobilenet_v3_small PoseNet: head.weight is 3x3, the model needs 7x576",
+    ),
+    "missing and unexpected weights": (
+        other_keys,
+        "1 missing weights (head.bias); 1 unexpected weights (head.scale)",
+    ),
     "older format": (older_format, "format version 0"),
     "truncated": (truncated, "not a readable checkpoint"),
 }

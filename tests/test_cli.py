@@ -59,15 +59,20 @@ def test_predict_json_and_csv_match_the_python_api(
     np.testing.assert_allclose(np.linalg.norm(quaternions, axis=1), 1.0, atol=1e-6)
     assert (quaternions[:, 0] >= 0).all()
     poses = PoseNet.from_checkpoint(trained_run / "last.pt").predict(images)
-    np.testing.assert_allclose(np.array([r["position"] for r in rows]), poses.positions)
+    np.testing.assert_array_equal(np.array([r["position"] for r in rows]), poses.positions)
+    np.testing.assert_array_equal(quaternions, poses.quaternions)
     assert main(["predict", str(trained_run / "last.pt"), *images]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "image,x,y,z,qw,qx,qy,qz" and len(lines) == 4
 
 
 def test_export_onnx_matches_torch(trained_run: Path, tmp_path: Path) -> None:
+    """The graph gives float32 centred positions and canonical quaternions; the helper adds the
+    float64 offset from the metadata and equals PoseNet.predict."""
     import onnxruntime
     import torch
+
+    from geoposenet.export import OnnxPoseNet
 
     out = tmp_path / "model.onnx"
     assert main(["export", str(trained_run / "last.pt"), str(out)]) == 0
@@ -75,9 +80,16 @@ def test_export_onnx_matches_torch(trained_run: Path, tmp_path: Path) -> None:
     images = torch.randint(0, 256, (5, 3, 48, 64), dtype=torch.uint8)
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     position, quaternion = session.run(None, {"image": images.numpy()})
+    assert position.dtype == quaternion.dtype == np.float32
     poses = model.predict(images)
-    np.testing.assert_allclose(position, poses.positions, atol=1e-4)
-    np.testing.assert_allclose(np.abs(quaternion), np.abs(poses.quaternions), atol=1e-4)
+    offset = model.offset.numpy()
+    np.testing.assert_allclose(position + offset, poses.positions, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(quaternion, poses.quaternions, atol=1e-4, rtol=0)
+    helper = OnnxPoseNet(out).predict(images)
+    np.testing.assert_allclose(helper.positions, poses.positions, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(helper.quaternions, poses.quaternions, atol=1e-4, rtol=0)
+    metadata = session.get_modelmeta().custom_metadata_map
+    assert json.loads(metadata["scene_offset"]) == offset.tolist()  # every float64 digit
 
 
 def test_demo_on_tiny_writes_table_and_report(

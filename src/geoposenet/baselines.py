@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from geoposenet.geometry import canonical_quaternion_np
 
@@ -69,27 +68,19 @@ def nearest_training_pose(
     return train_centres[index], train_quaternions[index], index
 
 
-@torch.inference_mode()
 def split_features(model: PoseNet, scene: Scene, split: Split, batch_size: int = 64) -> np.ndarray:
-    """(N, D) unit-length pooled backbone features of the frames of `split`, from centre crops
-    at the model's input size, in eval mode."""
-    from torch.utils.data import DataLoader
-
+    """(N, D) float64 unit-length pooled backbone features of the frames of `split`, from centre
+    crops at the model's input size (`models.predict`, eval mode)."""
     from geoposenet.data import PoseDataset
+    from geoposenet.models import predict
 
     config = model.config
     dataset = PoseDataset(
         scene, split, np.zeros(3), config.resize, config.crop, train=False, points_per_frame=0
     )
-    was_training = model.training
-    model.eval()
-    device = model.offset.device
-    chunks = [
-        torch.nn.functional.normalize(model.features(batch["image"].to(device)), dim=1)
-        for batch in DataLoader(dataset, batch_size=batch_size)
-    ]
-    model.train(was_training)
-    return torch.cat(chunks).double().cpu().numpy()
+    features = predict(model, dataset, batch_size, features=True).features
+    assert features is not None  # asked for
+    return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
 
 
 def nearest_feature_pose(

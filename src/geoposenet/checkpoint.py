@@ -28,9 +28,27 @@ def save_checkpoint(path: Path, content: dict[str, Any]) -> None:
     atomic_write(Path(path), lambda tmp: torch.save(payload, tmp))
 
 
+def checkpoint_file(path: str | Path) -> Path:
+    """The checkpoint a command-line argument names: a file as is, a run folder -> its last.pt
+    (CheckpointError when the folder has none)."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / "last.pt").is_file():
+            raise CheckpointError(
+                f"{path}: a folder without last.pt; give a checkpoint file (a run folder's "
+                "last.pt or best.pt)"
+            )
+        return path / "last.pt"
+    return path
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Read a checkpoint safely; CheckpointError (exit 2) for anything that is not ours."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(
+            f"{path}: a folder, not a checkpoint file (a run folder holds last.pt and best.pt)"
+        )
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:

@@ -151,8 +151,13 @@ def _add_train(sub: argparse._SubParsersAction) -> Handler:
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> Handler:
-    p = sub.add_parser("eval", help="evaluate a checkpoint: metrics.json, errors.csv, plots")
-    p.add_argument("checkpoint", type=Path)
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a checkpoint: metrics.json, errors.csv, plots",
+        description="Evaluate a checkpoint on a dataset split. CHECKPOINT is a .pt file or a run "
+        "folder (its last.pt is used and named on stderr).",
+    )
+    p.add_argument("checkpoint", type=Path, help="checkpoint file, or a run folder (-> last.pt)")
     p.add_argument("data", type=Path, help="dataset folder")
     p.add_argument("--split", choices=("test", "train"), default="test")
     p.add_argument("--out", type=Path, help="output folder (default: RUN/eval-SPLIT)")
@@ -162,10 +167,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> Handler:
     def run(args: argparse.Namespace) -> int:
         from geoposenet.evaluation import evaluate
 
-        out = args.out or args.checkpoint.parent / f"eval-{args.split}"
-        metrics = evaluate(
-            args.checkpoint, args.data, args.split, out, args.format, args.batch_size
-        )
+        checkpoint = _checkpoint_argument(args.checkpoint)
+        out = args.out or checkpoint.parent / f"eval-{args.split}"
+        metrics = evaluate(checkpoint, args.data, args.split, out, args.format, args.batch_size)
         print(
             f"{metrics['num_frames']} {args.split} frames: median "
             f"{metrics['median_position_error_m']:.3f} m, "
@@ -177,19 +181,27 @@ def _add_eval(sub: argparse._SubParsersAction) -> Handler:
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> Handler:
-    p = sub.add_parser("predict", help="poses of images, in the scene's coordinates")
-    p.add_argument("checkpoint", type=Path)
-    p.add_argument("images", type=Path, nargs="+")
+    p = sub.add_parser(
+        "predict",
+        help="poses of images, in the scene's coordinates",
+        description="Print the pose (camera centre x y z, world -> camera quaternion qw qx qy qz "
+        "with qw >= 0) of every image. IMAGE is a file, a folder (its .png/.jpg/.jpeg files, "
+        "sorted by name) or a quoted glob pattern such as 'imgs/*.png'. CHECKPOINT is a .pt file "
+        "or a run folder (its last.pt is used and named on stderr).",
+    )
+    p.add_argument("checkpoint", type=Path, help="checkpoint file, or a run folder (-> last.pt)")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image file, folder or glob")
     p.add_argument("--json", action="store_true", help="JSON instead of CSV")
 
     def run(args: argparse.Namespace) -> int:
-        from geoposenet.models import PoseNet
+        from geoposenet.models import PoseNet, image_files
 
-        model = PoseNet.from_checkpoint(args.checkpoint)
-        poses = model.predict(args.images)
+        model = PoseNet.from_checkpoint(_checkpoint_argument(args.checkpoint))
+        images = image_files(args.images)
+        poses = model.predict(images)
         rows = [
             {"image": str(path), "position": p.tolist(), "quaternion_wxyz": q.tolist()}
-            for path, p, q in zip(args.images, poses.positions, poses.quaternions, strict=True)
+            for path, p, q in zip(images, poses.positions, poses.quaternions, strict=True)
         ]
         if args.json:
             print(json.dumps(rows, indent=2))
@@ -204,18 +216,36 @@ def _add_predict(sub: argparse._SubParsersAction) -> Handler:
 
 
 def _add_export(sub: argparse._SubParsersAction) -> Handler:
-    p = sub.add_parser("export", help="export a checkpoint to ONNX (checked with onnxruntime)")
-    p.add_argument("checkpoint", type=Path)
-    p.add_argument("out", type=Path, help="output .onnx file")
+    p = sub.add_parser(
+        "export",
+        help="export a checkpoint to ONNX (checked with onnxruntime)",
+        description="Export a checkpoint to ONNX and check it against the checkpoint with "
+        "onnxruntime (see geoposenet.export for its inputs, outputs and metadata). CHECKPOINT is "
+        "a .pt file or a run folder (its last.pt is used and named on stderr); OUT is the .onnx "
+        "file to write, in an existing folder.",
+    )
+    p.add_argument("checkpoint", type=Path, help="checkpoint file, or a run folder (-> last.pt)")
+    p.add_argument("out", help="output .onnx file (its folder must exist)")
 
     def run(args: argparse.Namespace) -> int:
         from geoposenet.export import export_onnx
 
-        difference = export_onnx(args.checkpoint, args.out)
+        difference = export_onnx(_checkpoint_argument(args.checkpoint), args.out)
         print(f"wrote {args.out}; onnxruntime matches torch (max difference {difference:.2e})")
         return 0
 
     return run
+
+
+def _checkpoint_argument(path: Path) -> Path:
+    """The checkpoint file a CHECKPOINT argument names (a run folder -> its last.pt, said on
+    stderr so stdout stays the command's output)."""
+    from geoposenet.checkpoint import checkpoint_file
+
+    checkpoint = checkpoint_file(path)
+    if checkpoint != path:
+        print(f"using {checkpoint}", file=sys.stderr)
+    return checkpoint
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> Handler:

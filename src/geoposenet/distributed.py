@@ -32,7 +32,7 @@ from torch.utils.data import Subset
 from geoposenet.data import PoseDataset
 from geoposenet.errors import InputError
 from geoposenet.losses import Parts, PoseLoss
-from geoposenet.models import PoseNet
+from geoposenet.models import PoseNet, predict
 
 T = TypeVar("T")
 
@@ -182,18 +182,16 @@ def merge_shards(shards: Sequence[tuple[list[int], np.ndarray]], count: int) -> 
 def predict_sharded(
     world: World, model: PoseNet, dataset: PoseDataset, batch_size: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """`predict_dataset` split over the processes: each predicts its `shard` of the items, then
-    the shards are gathered, so every process returns all positions (N, 3) and quaternions
-    (N, 4) in item order. In a single process this is `predict_dataset` itself."""
-    from geoposenet.evaluation import predict_dataset
-
+    """`models.predict` split over the processes: each predicts its `shard` of the items, then
+    the shards are gathered, so every process returns all positions (N, 3) float64 (dataset
+    coordinates) and canonical quaternions (N, 4) float64 in item order. In a single process
+    this is `models.predict` itself."""
     if not world.distributed:
-        return predict_dataset(model, dataset, batch_size)
+        poses = predict(model, dataset, batch_size)
+        return poses.positions, poses.quaternions
     indices = world.shard(len(dataset))
-    position, quaternion = np.zeros((0, 3)), np.zeros((0, 4))
-    if indices:
-        position, quaternion = predict_dataset(model, Subset(dataset, indices), batch_size)
-    shards = world.gather((indices, position, quaternion))
+    poses = predict(model, Subset(dataset, indices), batch_size)
+    shards = world.gather((indices, poses.positions, poses.quaternions))
     count = len(dataset)
     return (
         merge_shards([(i, p) for i, p, _ in shards], count),

@@ -16,12 +16,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
 
 from geoposenet.cache import atomic_write_text
 from geoposenet.data import PoseDataset
 from geoposenet.geometry import position_error, rotation_angle_deg
-from geoposenet.models import PoseNet
+from geoposenet.models import PoseNet, predict
 from geoposenet.scene import Scene
 
 # (metres, degrees): 7-Scenes-style fine/medium/coarse bins and the Cambridge/Dubrovnik ones.
@@ -32,7 +31,8 @@ THRESHOLDS: tuple[tuple[float, float], ...] = (
 
 @dataclass
 class FrameErrors:
-    """Per-frame results in the dataset's coordinates. Shapes: (N,) or (N, 3) / (N, 4)."""
+    """Per-frame results in the dataset's coordinates (metres; quaternions world -> camera,
+    wxyz, predicted ones with w >= 0). Shapes: (N,) or (N, 3) / (N, 4)."""
 
     names: list[str]
     sequences: list[str]
@@ -94,29 +94,11 @@ def summarize(
     return metrics
 
 
-@torch.no_grad()
-def predict_dataset(
-    model: PoseNet, dataset: Dataset[Any], batch_size: int = 32, workers: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    """Predictions for every item of `dataset` (a PoseDataset or a Subset of one), in order:
-    positions (N, 3) float64 in the dataset's coordinates and unit quaternions (N, 4) float64."""
-    was_training = model.training
-    model.eval()
-    device = model.offset.device
-    positions, quaternions = [], []
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
-    for batch in loader:
-        prediction = model(batch["image"].to(device, non_blocking=True))
-        positions.append(model.to_scene(prediction.position).cpu())
-        quaternions.append(prediction.quaternion.double().cpu())
-    model.train(was_training)
-    return torch.cat(positions).numpy(), torch.cat(quaternions).numpy()
-
-
 def frame_errors(
     model: PoseNet, scene: Scene, split: str = "test", batch_size: int = 32
 ) -> FrameErrors:
-    """Predict every frame of `split` (centre crops at the model's own input size) and compare."""
+    """Predict every frame of `split` (centre crops at the model's own input size, `predict`:
+    canonical quaternions) and compare."""
     config = model.config
     dataset = PoseDataset(
         scene,
@@ -128,7 +110,7 @@ def frame_errors(
         points_per_frame=0,
     )
     frames = scene.split("test" if split == "test" else "train")
-    position, quaternion = predict_dataset(model, dataset, batch_size)
+    position, quaternion, _ = predict(model, dataset, batch_size)
     true_position = np.stack([f.centre for f in frames])
     true_quaternion = np.stack([f.quaternion for f in frames])
     pos_err, rot_err = pose_errors(position, quaternion, true_position, true_quaternion)

@@ -1,17 +1,29 @@
-"""ONNX export of a trained PoseNet, checked against torch with onnxruntime.
+"""ONNX export of a trained PoseNet, checked against the checkpoint with onnxruntime.
 
-The exported graph takes `image`: (B, 3, h, w) uint8 (the model's input size, see the
-checkpoint's model_config: resize the shorter side, then centre-crop) and returns `position`
-(B, 3) float64 camera centres in the dataset's coordinates and `quaternion` (B, 4) float32 unit
-world -> camera rotations (w, x, y, z). The batch dimension is dynamic.
+The exported graph has one input and two float32 outputs; the batch dimension B is dynamic:
+- input `image`: (B, 3, h, w) uint8 RGB, (h, w) the model's crop: the image's shorter side resized
+  to `resize` pixels (antialiased), then centre-cropped (`geoposenet.models.prepare_image`);
+- output `position`: (B, 3) float32 camera centres in metres, world frame, *centred*: relative to
+  the scene offset (the mean training camera centre);
+- output `quaternion`: (B, 4) float32 unit world -> camera rotations (w, x, y, z), w >= 0.
+The model's metadata_props (strings, JSON values) hold what the graph does not:
+- `scene_offset`: [x, y, z], the float64 scene offset (JSON keeps every digit): a position in the
+  dataset's coordinates is `position + scene_offset`, added in float64;
+- `resize`: the shorter image side before cropping (pixels); `crop`: [h, w]; `backbone`: its name.
+`OnnxPoseNet(path).predict(images)` does all of it and returns what `PoseNet.predict` returns.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
+import json
+import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,13 +31,25 @@ from torch import Tensor, nn
 
 from geoposenet.cache import atomic_write
 from geoposenet.errors import InputError
-from geoposenet.models import PoseNet
+from geoposenet.geometry import canonical_quaternion
+from geoposenet.models import PoseNet, Poses, image_batches
 
 TOLERANCE = 1e-4
 
 
-class _ScenePoses(nn.Module):
-    """PoseNet with the scene offset applied: uint8 images -> (position, quaternion)."""
+def _optional(name: str) -> Any:
+    """The module `name` of the `onnx` extra (onnx, onnxruntime), or InputError saying how to
+    install it."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as error:
+        raise InputError(
+            f"ONNX needs onnx and onnxruntime ({name} is missing): pip install 'geoposenet[onnx]'"
+        ) from error
+
+
+class _CanonicalPoses(nn.Module):
+    """PoseNet as exported: uint8 images -> centred position (B, 3), canonical quaternion (B, 4)."""
 
     def __init__(self, model: PoseNet) -> None:
         super().__init__()
@@ -33,50 +57,114 @@ class _ScenePoses(nn.Module):
 
     def forward(self, image: Tensor) -> tuple[Tensor, Tensor]:
         prediction = self.model(image)
-        return self.model.to_scene(prediction.position), prediction.quaternion
+        return prediction.position, canonical_quaternion(prediction.quaternion)
+
+
+class OnnxPoseNet:
+    """An exported PoseNet run by onnxruntime (CPU): `predict` takes and returns what
+    `PoseNet.predict` does, preparing image files the same way and adding the scene offset in
+    float64."""
+
+    def __init__(self, path: str | Path) -> None:
+        onnxruntime = _optional("onnxruntime")
+        try:
+            self.session = onnxruntime.InferenceSession(
+                str(path), providers=["CPUExecutionProvider"]
+            )
+        except Exception as error:  # not a file onnxruntime can read
+            raise InputError(f"{path}: not a readable ONNX model") from error
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        try:
+            offset = json.loads(metadata["scene_offset"])
+            self.offset = np.asarray(offset, dtype=np.float64).reshape(3)
+            self.resize = int(json.loads(metadata["resize"]))
+            height, width = json.loads(metadata["crop"])
+        except (KeyError, ValueError, TypeError) as error:
+            raise InputError(
+                f"{path}: not exported by geoposenet (metadata {error} missing or malformed)"
+            ) from error
+        self.crop = (int(height), int(width))
+
+    def predict(self, images: Sequence[str | Path] | Tensor, batch_size: int = 32) -> Poses:
+        """Poses of image files or a ready (N, 3, h, w) uint8 tensor: positions (N, 3) float64
+        in the dataset's coordinates, quaternions (N, 4) float64 (w, x, y, z), w >= 0."""
+        positions, quaternions = [np.zeros((0, 3))], [np.zeros((0, 4))]
+        for batch in image_batches(images, self.resize, self.crop, batch_size, workers=0):
+            position, quaternion = self.session.run(None, {"image": batch.numpy()})
+            positions.append(position.astype(np.float64) + self.offset)
+            quaternions.append(quaternion.astype(np.float64))
+        return Poses(np.concatenate(positions), np.concatenate(quaternions))
+
+
+def _output_file(out: str | Path) -> Path:
+    """`out` as the .onnx file to write: InputError for a folder or a missing parent folder."""
+    path = Path(out)
+    if path.is_dir():
+        raise InputError(
+            f"{out}: is a folder; give the .onnx file to write, e.g. {path / 'model.onnx'}"
+        )
+    if str(out).endswith(("/", os.sep)):
+        raise InputError(f"{out}: no such folder; give the .onnx file to write in an existing one")
+    if not path.parent.is_dir():
+        raise InputError(
+            f"{out}: the folder {path.parent} does not exist; export writes into an existing "
+            "folder only (create it first)"
+        )
+    return path
 
 
 def export_onnx(checkpoint: str | Path, out: str | Path, check_batch: int = 2) -> float:
-    """Export `checkpoint` to `out` (written atomically) and run both on random images;
-    returns the largest absolute difference, raising InputError above TOLERANCE."""
-    try:
-        import onnxruntime
-    except ImportError as error:
-        raise InputError(
-            "ONNX export needs onnx and onnxruntime: pip install 'geoposenet[onnx]'"
-        ) from error
-    model = PoseNet.from_checkpoint(checkpoint).eval()
-    wrapper = _ScenePoses(model).eval()
+    """Export `checkpoint` to `out` (an .onnx file in an existing folder, written atomically)
+    and compare `OnnxPoseNet(out).predict` with `PoseNet.predict` on random images; returns the
+    largest absolute difference (positions in metres, quaternion components). Above TOLERANCE it
+    raises InputError and writes nothing."""
+    onnx = _optional("onnx")
+    _optional("onnxruntime")
+    model = PoseNet.from_checkpoint(checkpoint)
+    path = _output_file(out)
+
     height, width = model.config.crop
-    example = torch.randint(0, 256, (check_batch, 3, height, width), dtype=torch.uint8)
-    batch = torch.export.Dim("batch", min=1, max=4096)
+    generator = torch.Generator().manual_seed(0)
+    example = torch.randint(0, 256, (check_batch, 3, height, width), generator=generator)
+    example = example.to(torch.uint8)
+    metadata = {
+        "scene_offset": json.dumps(model.offset.tolist()),
+        "resize": json.dumps(model.config.resize),
+        "crop": json.dumps(list(model.config.crop)),
+        "backbone": model.config.backbone,
+    }
+    difference = float("nan")
 
     def write(tmp: Path) -> None:
+        nonlocal difference
         quiet = io.StringIO()
         with warnings.catch_warnings(), contextlib.redirect_stdout(quiet):
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                wrapper,
+                _CanonicalPoses(model).eval(),
                 (example,),
                 str(tmp),
                 dynamo=True,
                 input_names=["image"],
                 output_names=["position", "quaternion"],
-                dynamic_shapes=({0: batch},),
+                dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},),
                 external_data=False,
             )
-
-    out = Path(out)
-    atomic_write(out, write)
-    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    with torch.no_grad():
-        expected = [t.numpy() for t in wrapper(example)]
-    actual = session.run(None, {"image": example.numpy()})
-    difference = max(float(np.abs(a - e).max()) for a, e in zip(actual, expected, strict=True))
-    if not difference <= TOLERANCE:
-        out.unlink(missing_ok=True)
-        raise InputError(
-            f"{checkpoint}: the ONNX model differs from torch by {difference:.2e} "
-            f"(> {TOLERANCE}); nothing written"
+        proto = onnx.load(str(tmp))
+        for key, value in metadata.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
+        onnx.save(proto, str(tmp))
+        actual, expected = OnnxPoseNet(tmp).predict(example), model.predict(example)
+        difference = max(
+            float(np.abs(actual.positions - expected.positions).max()),
+            float(np.abs(actual.quaternions - expected.quaternions).max()),
         )
+        if not difference <= TOLERANCE:
+            raise InputError(
+                f"{checkpoint}: the ONNX model differs from torch by {difference:.2e} "
+                f"(> {TOLERANCE}); nothing written"
+            )
+
+    atomic_write(path, write)
     return difference

@@ -4,11 +4,16 @@ The model maps images (B, 3, H, W), uint8 or float in [0, 1], to the camera cent
 centred scene frame and a unit world -> camera quaternion (B, 4), (w, x, y, z). ImageNet
 normalisation happens inside the model, on the model's device. The scene offset (mean training
 camera centre, dataset coordinates) is a float64 buffer: `to_scene` adds it back.
+
+`predict(model, images)` is the one prediction path (PoseNet.predict, evaluation, the trainer's
+evaluation, baselines): batched, in eval mode, returning float64 poses in the dataset's
+coordinates with canonical quaternions (w >= 0); `forward` keeps the raw sign for training.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import glob
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -17,10 +22,14 @@ import numpy as np
 import torch
 import torchvision
 from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
 
-from geoposenet.data import IMAGENET_MEAN, IMAGENET_STD
-from geoposenet.errors import CheckpointError, InputError
-from geoposenet.geometry import canonical_quaternion_np, normalize_quaternion
+from geoposenet.checkpoint import FORMAT as CHECKPOINT_FORMAT
+from geoposenet.checkpoint import load_checkpoint
+from geoposenet.data import IMAGENET_MEAN, IMAGENET_STD, crop_origin
+from geoposenet.errors import CheckpointError, DatasetError, InputError
+from geoposenet.geometry import canonical_quaternion, normalize_quaternion
+from geoposenet.imagecache import load_image
 
 
 @dataclass(frozen=True)
@@ -135,13 +144,22 @@ BACKBONES: dict[str, Backbone] = {
 
 
 def load_weights_file(path: Path) -> dict[str, Tensor]:
-    """A state dict saved with torch.save, loaded safely (weights_only=True)."""
+    """A state dict saved with torch.save, loaded safely (weights_only=True). A geoposenet
+    checkpoint is refused with a pointer to --init (it holds a PoseNet, not a classifier)."""
     if not path.is_file():
         raise InputError(f"{path}: pretrained weights file not found")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise InputError(f"{path}: not a loadable weights file ({error})") from error
+    except Exception as error:  # torch's own text asks the user to file an issue: not shown
+        raise InputError(
+            f"{path}: not a torch weights file (--pretrained FILE expects the state dict of an "
+            "ImageNet classifier saved with torch.save)"
+        ) from error
+    if isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT:
+        raise InputError(
+            f"{path}: a geoposenet checkpoint, not ImageNet classifier weights; to start "
+            f"training from it use --init {path}"
+        )
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
@@ -208,10 +226,130 @@ class PosePrediction(NamedTuple):
 
 class Poses(NamedTuple):
     """Predicted poses in the dataset's coordinates: positions (N, 3) float64 camera centres
-    (metres) and quaternions (N, 4) float64 unit world -> camera rotations, wxyz, w >= 0."""
+    (metres) and quaternions (N, 4) float64 unit world -> camera rotations, wxyz, w >= 0;
+    features (N, D) float64 pooled backbone features (the pose head's input) when asked for."""
 
     positions: np.ndarray
     quaternions: np.ndarray
+    features: np.ndarray | None = None
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def image_files(arguments: Sequence[str | Path]) -> list[Path]:
+    """The image files that command-line `arguments` name, in order: a file as given; a folder ->
+    its .png/.jpg/.jpeg files (any case), sorted by name; a glob pattern ("imgs/*.png") -> its
+    matches, sorted. DatasetError names a missing file, an empty folder or a pattern that
+    matches nothing."""
+    files: list[Path] = []
+    for argument in arguments:
+        path = Path(argument)
+        if path.is_dir():
+            found = sorted(
+                p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+            )
+            if not found:
+                raise DatasetError(path, "no .png/.jpg/.jpeg images in this folder")
+            files += found
+        elif path.exists() or not glob.has_magic(str(argument)):
+            files.append(_image_file(path))
+        else:
+            matches = sorted(Path(m) for m in glob.glob(str(argument)) if Path(m).is_file())
+            if not matches:
+                raise DatasetError(path, "no file matches this pattern")
+            files += matches
+    return files
+
+
+def _image_file(path: Path) -> Path:
+    """`path` if it is a file; DatasetError naming a missing file or a folder."""
+    if path.is_dir():
+        raise DatasetError(path, "a folder, not an image file")
+    if not path.is_file():
+        raise DatasetError(path, "image file not found")
+    return path
+
+
+def prepare_image(path: str | Path, resize: int, crop: tuple[int, int]) -> Tensor:
+    """Read one image file as a model's input: decoded to RGB, shorter side resized to `resize`
+    pixels, centre-cropped to `crop` (height, width); (3, height, width) uint8."""
+    path = _image_file(Path(path))
+    image = load_image(path, resize)
+    height, width = crop
+    if image.shape[1] < height or image.shape[2] < width:
+        raise DatasetError(
+            path, f"image too small for the model's {height}x{width} input after resizing"
+        )
+    top, left = crop_origin(image.shape[1], image.shape[2], crop, None)
+    return image[:, top : top + height, left : left + width]
+
+
+Images = Sequence[str | Path] | Tensor | Dataset[Any]
+
+
+def image_batches(
+    source: Images, resize: int, crop: tuple[int, int], batch_size: int, workers: int
+) -> Iterator[Tensor]:
+    """(B, 3, h, w) image batches of `source` in order: a tensor sliced, a dataset's "image"
+    items through a DataLoader, files prepared as in `prepare_image` (all checked to exist
+    before the first is decoded)."""
+    if isinstance(source, Tensor):
+        yield from source.split(batch_size)
+    elif isinstance(source, Dataset):
+        loader = DataLoader(source, batch_size=batch_size, shuffle=False, num_workers=workers)
+        for batch in loader:
+            yield batch["image"]
+    else:
+        paths = [_image_file(Path(p)) for p in source]
+        for start in range(0, len(paths), batch_size):
+            chunk = paths[start : start + batch_size]
+            yield torch.stack([prepare_image(p, resize, crop) for p in chunk])
+
+
+def predict(
+    model: PoseNet,
+    images: Images,
+    batch_size: int = 32,
+    device: str | torch.device | None = None,
+    workers: int = 0,
+    features: bool = False,
+) -> Poses:
+    """The one prediction path of the project: poses (and optionally pooled features) of
+    `images`, in order, in the dataset's coordinates with canonical quaternions (w >= 0).
+
+    images: image files (prepared as in `prepare_image` at the model's resize/crop), a ready
+    (N, 3, h, w) uint8 or [0, 1] float tensor, or a dataset whose items hold an "image" (a
+    PoseDataset or a Subset of one; `workers` DataLoader processes). Runs in batches of
+    `batch_size` under torch.inference_mode in eval mode on `device` (default: the model's);
+    the model's device and train/eval mode are restored afterwards.
+    """
+    home = model.offset.device
+    target = home if device is None else torch.device(device)
+    was_training = model.training
+    model.to(target).eval()
+    positions, quaternions, pooled = [], [], []
+    try:
+        with torch.inference_mode():
+            for batch in image_batches(
+                images, model.config.resize, model.config.crop, batch_size, workers
+            ):
+                feature = model.features(batch.to(target, non_blocking=True))
+                prediction = model.regress(feature)
+                positions.append(model.to_scene(prediction.position).cpu())
+                quaternions.append(canonical_quaternion(prediction.quaternion.double()).cpu())
+                if features:
+                    pooled.append(feature.double().cpu())
+    finally:
+        model.to(home).train(was_training)
+    if not positions:
+        empty = np.zeros((0, BACKBONES[model.config.backbone].feature_dim))
+        return Poses(np.zeros((0, 3)), np.zeros((0, 4)), empty if features else None)
+    return Poses(
+        torch.cat(positions).numpy(),
+        torch.cat(quaternions).numpy(),
+        torch.cat(pooled).numpy() if features else None,
+    )
 
 
 class PoseNet(nn.Module):
@@ -258,72 +396,75 @@ class PoseNet(nn.Module):
             x = x.contiguous(memory_format=torch.channels_last)
         return torch.flatten(self.backbone(x), 1)
 
+    def regress(self, features: Tensor) -> PosePrediction:
+        """(B, D) pooled features -> centred position (B, 3), unit quaternion (B, 4) (either
+        hemisphere: the training losses see the raw sign)."""
+        out = self.head(self.dropout(features))
+        return PosePrediction(out[:, :3], normalize_quaternion(out[:, 3:]))
+
     def forward(self, images: Tensor) -> PosePrediction:
         """images (B, 3, H, W) uint8 or float in [0, 1] -> centred position, unit quaternion."""
-        out = self.head(self.dropout(self.features(images)))
-        return PosePrediction(out[:, :3], normalize_quaternion(out[:, 3:]))
+        return self.regress(self.features(images))
 
     def to_scene(self, position: Tensor) -> Tensor:
         """(B, 3) centred positions -> float64 positions in the dataset's own coordinates."""
         return position.to(torch.float64) + self.offset
 
     def prepare(self, path: str | Path) -> Tensor:
-        """Read one image file as the model's input: decoded, shorter side resized to
-        `config.resize`, centre-cropped to `config.crop`; (3, h, w) uint8."""
-        from geoposenet.data import crop_origin
-        from geoposenet.imagecache import load_image
+        """Read one image file as the model's input (`prepare_image` at `config.resize` and
+        `config.crop`): (3, h, w) uint8."""
+        return prepare_image(path, self.config.resize, self.config.crop)
 
-        image = load_image(Path(path), self.config.resize)
-        height, width = self.config.crop
-        if image.shape[1] < height or image.shape[2] < width:
-            raise InputError(
-                f"{path}: image too small for the model's {height}x{width} input after resizing"
-            )
-        top, left = crop_origin(image.shape[1], image.shape[2], self.config.crop, None)
-        return image[:, top : top + height, left : left + width]
-
-    @torch.inference_mode()
-    def predict(self, images: Sequence[str | Path] | Tensor, batch_size: int = 32) -> Poses:
-        """Poses in scene coordinates for image files (prepared as in `prepare`) or for a
-        ready (N, 3, h, w) uint8 / [0, 1] float tensor. Runs in eval mode on the model's device."""
-        was_training = self.training
-        if was_training:
-            self.eval()
-        device = self.offset.device
-        positions, quaternions = [], []
-        for start in range(0, len(images), batch_size):
-            chunk = images[start : start + batch_size]
-            batch = (
-                chunk
-                if isinstance(chunk, Tensor)
-                else torch.stack([self.prepare(p) for p in chunk])
-            )
-            prediction = self(batch.to(device))
-            positions.append(prediction.position.cpu().numpy())
-            quaternions.append(prediction.quaternion.cpu().numpy())
-        if was_training:
-            self.train()
-        if not positions:
-            return Poses(np.zeros((0, 3)), np.zeros((0, 4)))
-        position = np.concatenate(positions).astype(np.float64) + self.offset.cpu().numpy()
-        quaternion = np.concatenate(quaternions).astype(np.float64)
-        return Poses(position, canonical_quaternion_np(quaternion))
+    def predict(
+        self,
+        images: Sequence[str | Path] | Tensor,
+        batch_size: int = 32,
+        device: str | torch.device | None = None,
+    ) -> Poses:
+        """Poses in scene coordinates, w >= 0, for image files or a ready (N, 3, h, w) uint8 /
+        [0, 1] float tensor: `predict(self, ...)`, the project's one prediction path."""
+        return predict(self, images, batch_size, device)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> PoseNet:
-        """A model in eval mode from a checkpoint written by `geoposenet train`."""
-        from geoposenet.checkpoint import load_checkpoint
-
+        """A model in eval mode from a checkpoint written by `geoposenet train`. CheckpointError
+        names the missing and unexpected weights or the first shape mismatch when the weights do
+        not fit the checkpoint's backbone."""
         checkpoint = load_checkpoint(Path(path))
         config = ModelConfig.from_dict(checkpoint["model_config"])
         if config.backbone not in BACKBONES:
             raise CheckpointError(f"{path}: unknown backbone {config.backbone!r}")
         model = cls(config, load_pretrained=False)
-        try:
-            model.load_state_dict(checkpoint["model"])
-        except RuntimeError as error:
+        problem = _misfit(model.state_dict(), checkpoint["model"])
+        if problem:
             raise CheckpointError(
-                f"{path}: the weights do not fit a {config.backbone} PoseNet "
-                f"({str(error).splitlines()[0]})"
-            ) from error
+                f"{path}: the weights do not fit a {config.backbone} PoseNet: {problem}"
+            )
+        model.load_state_dict(checkpoint["model"])
         return model.to(device).eval()
+
+
+def _misfit(expected: dict[str, Tensor], given: dict[str, Any]) -> str:
+    """Why the state dict `given` does not load into a model with state dict `expected`: the
+    missing and unexpected keys (counts, first two) and the first shape mismatch; "" if it fits."""
+
+    def some(keys: list[str]) -> str:
+        return ", ".join(keys[:2]) + (", ..." if len(keys) > 2 else "")
+
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing weights ({some(missing)})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected weights ({some(unexpected)})")
+    for key, tensor in expected.items():
+        value = given.get(key)
+        if key in given and not isinstance(value, Tensor):
+            parts.append(f"{key} is not a tensor")
+            break
+        if isinstance(value, Tensor) and value.shape != tensor.shape:
+            shape = "x".join(map(str, value.shape)) or "scalar"
+            parts.append(f"{key} is {shape}, the model needs {'x'.join(map(str, tensor.shape))}")
+            break
+    return "; ".join(parts)

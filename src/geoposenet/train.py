@@ -139,8 +139,20 @@ class _StopSignals:
 
 def _prepare_run(config: TrainConfig, resume: bool) -> tuple[Path, dict[str, Any] | None]:
     """Check the run directory; return it and the checkpoint to resume from (every process of a
-    distributed run reads it)."""
+    distributed run reads it). Refuses an --out that is (or lies under) a file, and one inside the
+    dataset folder (the run's files would be read as data and pollute the dataset)."""
     run = Path(config.out)
+    existing = next(p for p in (run, *run.parents) if p.exists())  # "." or "/" at worst
+    if not existing.is_dir():
+        what = "is a file" if existing == run else f"lies under the file {existing}"
+        raise InputError(f"--out {run}: {what}; the run directory must be a folder")
+    data = Path(config.data).resolve()
+    if run.resolve() == data or data in run.resolve().parents:
+        where = "is" if run.resolve() == data else "lies inside"
+        raise InputError(
+            f"--out {run}: {where} the dataset folder {config.data}; the run's files would be "
+            "read as data and pollute the dataset: choose a run folder outside it"
+        )
     last = run / "last.pt"
     if resume and last.exists():
         checkpoint = load_checkpoint(last)
