@@ -19,15 +19,22 @@ HEADER = "Visual Landmark Dataset V1\nImageFile, Camera Position [X Y Z W P Q R]
 TRAIN = ["seq1/frame00001.png 1 2 3 1 0 0 0", "seq1/frame00002.png 4 5 6 0 1 0 0"]
 TEST = ["seq2/frame00001.png 7 8 9 0 0 1 0"]
 NVM_CAMERA = "seq1/frame00001.jpg\t500 1 0 0 0 1 2 3 0 0"
-# A valid NVM over the Cambridge builder's frames: 2 cameras, 2 points seen by both.
-NVM = (
-    "NVM_V3\n\n2\n"
-    "seq1/frame00001.png\t500 1 0 0 0 1 2 3 0 0\n"
-    "seq1/frame00002.png\t500 0 1 0 0 4 5 6 0 0\n"
-    "2\n"
-    "0 0 5 255 0 0 2 0 0 1 2 1 0 3 4\n"
-    "1 1 6 0 255 0 2 0 1 5 6 1 1 7 8\n"
-)
+# The cameras (lines 4-6) and points (lines 8-9) of a valid NVM over the Cambridge builder's frames,
+# named .jpg as in the real files: 3 cameras, one per frame; 2 points seen by the first two.
+NVM_CAMERAS = [
+    "seq1/frame00001.jpg\t500 1 0 0 0 1 2 3 0 0",
+    "seq1/frame00002.jpg\t500 0 1 0 0 4 5 6 0 0",
+    "seq2/frame00001.jpg\t500 0 0 1 0 7 8 9 0 0",
+]
+NVM_POINTS = ["0 0 5 255 0 0 2 0 0 1 2 1 0 3 4", "1 1 6 0 255 0 2 0 1 5 6 1 1 7 8"]
+
+
+def nvm(cameras: list[str] = NVM_CAMERAS, points: list[str] = NVM_POINTS) -> str:
+    """NVM_V3 text of one model with these camera and point lines."""
+    return "\n".join(["NVM_V3", "", str(len(cameras)), *cameras, str(len(points)), *points]) + "\n"
+
+
+NVM = nvm()
 
 
 def cambridge(

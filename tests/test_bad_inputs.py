@@ -9,6 +9,7 @@ list the problem; `train` (and `eval` for a subset) must stop before writing any
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +91,26 @@ def replace(relative: str, old: str, new: str) -> Corrupt:
     return corrupt
 
 
+def copy(source: str, target: str) -> Corrupt:
+    """Copy a file or folder of the dataset to a new place in it."""
+
+    def corrupt(root: Path) -> None:
+        if (root / source).is_dir():
+            shutil.copytree(root / source, root / target)
+        else:
+            shutil.copy(root / source, root / target)
+
+    return corrupt
+
+
+def both(first: Corrupt, second: Corrupt) -> Corrupt:
+    def corrupt(root: Path) -> None:
+        first(root)
+        second(root)
+
+    return corrupt
+
+
 def depth_png(relative: str, width: int, height: int) -> Corrupt:
     def corrupt(root: Path) -> None:
         depth = np.full((height, width), 1000, dtype=np.uint16)
@@ -102,7 +123,7 @@ LABELS = "dataset_train.txt"
 NVM = "reconstruction.nvm"
 POSE = "seq-02/frame-000001.pose.txt"
 PNG_GARBAGE = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
-CAMERA_2 = "seq1/frame00002.png\t500 0 1 0 0 4 5 6 0 0"
+CAMERA_2 = builders.NVM_CAMERAS[1]
 CORPUS = [
     # Cambridge Landmarks label files (line 4 is the first frame, line 5 the second)
     Bad("truncated line", "cambridge", line(LABELS, 5, "seq1/frame00002.png 4 5 6 0 1"),
@@ -132,17 +153,22 @@ CORPUS = [
         f"{LABELS}:5:"),
     Bad("path leaving the dataset", "cambridge",
         line(LABELS, 5, "seq1/../../secret.png 4 5 6 0 1 0 0"), f"{LABELS}:5:"),
-    # NVM reconstruction beside the Cambridge labels (lines 4-5 cameras, 7-8 points)
+    # NVM reconstruction beside the Cambridge labels (lines 4-6 cameras, 8-9 points)
     Bad("NVM wrong header", "cambridge", line(NVM, 1, "NVM_V2"), f"{NVM}:1:"),
     Bad("NVM camera index out of range", "cambridge",
-        line(NVM, 7, "0 0 5 255 0 0 2 0 0 1 2 7 0 3 4"), f"{NVM}:7:"),
+        line(NVM, 8, "0 0 5 255 0 0 2 0 0 1 2 7 0 3 4"), f"{NVM}:8:"),
     Bad("NVM negative camera index", "cambridge",
-        line(NVM, 8, "1 1 6 0 255 0 1 -1 1 5 6"), f"{NVM}:8:"),
-    Bad("NVM NaN point", "cambridge", line(NVM, 7, "0 nan 5 255 0 0 1 0 0 1 2"), f"{NVM}:7:"),
+        line(NVM, 9, "1 1 6 0 255 0 1 -1 1 5 6"), f"{NVM}:9:"),
+    Bad("NVM NaN point", "cambridge", line(NVM, 8, "0 nan 5 255 0 0 1 0 0 1 2"), f"{NVM}:8:"),
     Bad("NVM zero quaternion", "cambridge", line(NVM, 5, CAMERA_2.replace("0 1 0 0", "0 0 0 0")),
         f"{NVM}:5:"),
     Bad("NVM garbage count", "cambridge", line(NVM, 3, "two"), f"{NVM}:3:"),
     Bad("NVM truncated", "cambridge", cut(NVM, 0.3), f"{NVM}:"),
+    Bad("label line lost (its NVM camera names no frame)", "cambridge", line(LABELS, 5, ""),
+        f"{NVM}:5: camera seq1/frame00002.jpg names no frame"),
+    Bad("labelled frame without NVM camera", "cambridge",
+        write(NVM, builders.nvm(builders.NVM_CAMERAS[:2])),
+        f"{NVM}: no camera for the frame seq2/frame00001.png (dataset_test.txt:4)"),
     # 7-Scenes (a copy of the real stairs excerpt; TestSplit.txt lists sequence1, sequence4)
     Bad("depth PNG of the wrong size", "7scenes",
         depth_png("seq-02/frame-000002.depth.png", 320, 240), "frame-000002.depth.png",
@@ -165,6 +191,15 @@ CORPUS = [
         "seq-03/frame-000000"),
     Bad("corrupt colour image", "7scenes", write("seq-05/frame-000001.color.jpg", b"\xff\xd8junk"),
         "seq-05/frame-000001.color.jpg"),
+    Bad("missing pose file", "7scenes", remove("seq-01/frame-000000.pose.txt"),
+        "seq-01/frame-000000.pose.txt: pose file not found"),
+    Bad("stray depth map", "7scenes",
+        copy("seq-04/frame-000000.depth.png", "seq-04/frame-000003.depth.png"),
+        "seq-04/frame-000003.pose.txt: pose file not found"),
+    Bad("missing depth map", "7scenes", remove("seq-02/frame-000001.depth.png"),
+        "seq-02/frame-000001.depth.png: depth map not found"),
+    Bad("sequence folder in neither split", "7scenes", copy("seq-05", "seq-07"),
+        "seq-07: sequence folder listed in neither"),
     # COLMAP (3 registered images im0..2.png, text model in sparse/ unless colmap-bin)
     Bad("model without images", "colmap", write("sparse/images.txt", "# no images\n"),
         "images.txt"),
@@ -175,6 +210,12 @@ CORPUS = [
     Bad("missing image", "colmap", remove("images/im1.png"), "im1.png", also_eval=True),
     Bad("split names an unknown image", "colmap", write("test.txt", "im0.png\nim7.png\n"),
         "test.txt:2:"),
+    Bad("split lists leave an image out", "colmap",
+        both(write("train.txt", "im1.png\n"), write("test.txt", "im0.png\n")),
+        "train.txt: registered image 'im2.png' is in neither"),
+    Bad("image name registered twice", "colmap",
+        replace("sparse/images.txt", "im1.png", "im0.png"),
+        "images.txt: image name 'im0.png' registered twice"),
     Bad("no points3D", "colmap", remove("sparse/points3D.txt"), "points3D"),
     Bad("truncated images.bin", "colmap-bin", cut("sparse/images.bin", 0.7), "images.bin"),
     Bad("unknown camera model", "colmap-bin", lambda root: _camera_model(root, 99),
@@ -240,6 +281,7 @@ def test_corpus_size_and_clean_builders_pass(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert len(CORPUS) + len(FLAGS) + len(CHECKPOINTS) * len(CHECKPOINT_USERS) >= 30
+    assert len(CORPUS) >= 52  # with one entry per silently skipped case of issue 14.3
     assert len({bad.name + bad.fmt for bad in CORPUS}) == len(CORPUS)
     for fmt in ("cambridge", "7scenes", "colmap", "colmap-bin"):
         root = build(fmt, tmp_path / fmt)

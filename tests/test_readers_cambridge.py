@@ -110,9 +110,10 @@ def _write_scene(root: Path, nvm: str | None) -> None:
 # Two models; VisualSFM quirks: trailing space, TAB after the name, trailing PLY block.
 NVM_TWO_MODELS = """NVM_V3{space}
 
-2
+3
 seq2/frame00001.jpg\t500 0.5 0.5 0.5 -0.5 7 8 9 0 0
 seq1/frame00001.jpg\t500 1 0 0 0 1 2 3 0 0
+seq1/frame00002.jpg\t500 0 1 0 0 4 5 6 0 0
 
 3
 0 0 10 255 0 0 1 1 5 1.5 2.5
@@ -140,7 +141,7 @@ def test_nvm_points_matched_by_sequence_and_stem(tmp_path: Path) -> None:
     ids = {f.name: f.point_ids.tolist() for f in scene.frames}
     assert ids == {
         "seq1/frame00001.png": [0, 1],  # NVM camera 1 (.jpg)
-        "seq1/frame00002.png": [],  # not in the NVM: pose losses only
+        "seq1/frame00002.png": [],  # NVM camera 2 observes no point: pose losses only
         "seq2/frame00001.png": [1, 2],  # NVM camera 0
     }
     assert scene.summary()["points_per_frame"] == {"min": 0, "median": 2.0, "max": 2}

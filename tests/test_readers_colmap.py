@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 from scipy.spatial.transform import Rotation
 
+from geoposenet.errors import DatasetError
 from geoposenet.readers import detect_format, load_scene
 
 NAMES = [f"{seq}/img{i:02d}.png" for seq in ("seqA", "seqB") for i in range(5)]
@@ -104,15 +105,16 @@ def test_split_lists_and_options(tmp_path: Path) -> None:
     scene = load_scene(tmp_path, require_images=False)
     assert [f.name for f in scene.split("test")] == ["seqA/img01.png", "seqB/img03.png"]
     assert len(scene.split("train")) == 8
-    # Both lists beside the model win over the root's; unlisted images are left out.
+    # Both lists beside the model win over the root's; they must list every registered image.
     (tmp_path / "sparse" / "train.txt").write_text("seqA/img00.png\nseqA/img02.png\n")
     (tmp_path / "sparse" / "test.txt").write_text("seqB/img04.png\n")
+    with pytest.raises(DatasetError, match=r"'seqA/img01\.png' is in neither train\.txt"):
+        load_scene(tmp_path, require_images=False)
+    train = [n for n in sorted(NAMES) if n != "seqB/img04.png"]
+    (tmp_path / "sparse" / "train.txt").write_text("\n".join(train) + "\n")
     scene = load_scene(tmp_path, require_images=False)
-    assert [(f.name, f.split) for f in scene.frames] == [
-        ("seqA/img00.png", "train"),
-        ("seqA/img02.png", "train"),
-        ("seqB/img04.png", "test"),
-    ]
+    assert [f.name for f in scene.split("train")] == train
+    assert [f.name for f in scene.split("test")] == ["seqB/img04.png"]
     for f in ("train.txt", "test.txt"):
         (tmp_path / "sparse" / f).unlink()
     (tmp_path / "test.txt").unlink()

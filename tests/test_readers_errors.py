@@ -3,11 +3,25 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from builders import HEADER, NVM_CAMERA, REALDATA, TRAIN, cambridge, colmap_model, stairs
+from builders import (
+    HEADER,
+    NVM,
+    NVM_CAMERA,
+    NVM_CAMERAS,
+    REALDATA,
+    STAIRS,
+    TRAIN,
+    cambridge,
+    colmap,
+    colmap_model,
+    nvm,
+    stairs,
+)
 from PIL import Image
 
 from geoposenet import cli
@@ -139,7 +153,9 @@ def test_sevenscenes_problems(tmp_path: Path) -> None:
     _raises(root, "frame-000002.depth.png", None, "must be 16-bit")
     depth.write_bytes(b"\x89PNG not really")
     _raises(root, "frame-000002.depth.png", None, "cannot decode depth PNG")
-    depth.unlink()  # no depth map: no points, no problem
+    depth.unlink()  # the other frames of seq-02 have one
+    _raises(root, "frame-000002.depth.png", None, "depth map not found, while 2 of the 3 frames")
+    shutil.copy(STAIRS / "seq-02" / "frame-000002.depth.png", depth)
     (root / "seq-03" / "frame-000000.color.jpg").unlink()
     _raises(root, "frame-000000.pose.txt", None, "frame-000000.color.png not found")
     assert len(load_scene(root, require_images=False).frames) == 18
@@ -220,19 +236,28 @@ def test_check_dataset_lists_every_problem(tmp_path: Path) -> None:
         root.resolve() / "dataset_train.txt",
         root.resolve() / "dataset_test.txt",
     )
+    nvm_file = root.resolve() / "reconstruction.nvm"
     expected = [
         f"{train_file}:4: expected 8 fields",
         f"{train_file}:5: zero-length quaternion",
         f"{train_file}:6: image",  # not found; the frame itself is kept
         f"{train_file}:7: pose: 'nan' is not a finite number",
         f"{test_file}:4: image",  # the image does not decode
-        f"{root.resolve() / 'reconstruction.nvm'}:6: observation of camera 4",
+        f"{nvm_file}:6: observation of camera 4",
+        f"{nvm_file}:4: camera seq1/frame00001.jpg names no frame",  # its label line is short
+        f"{nvm_file}: no camera for the frame seq1/frame00009.png (dataset_train.txt:6)",
+        f"{nvm_file}: no camera for the frame seq2/frame00001.png (dataset_test.txt:4)",
     ]
     assert len(report.problems) == len(expected), report.problems
     for prefix, problem in zip(expected, report.problems, strict=True):
         assert problem.startswith(prefix), (prefix, problem)
     assert "cannot be decoded" in report.problems[4]
-    assert report.describe().startswith(f"{root.resolve()}: 6 problem(s) found")
+    assert report.describe().startswith(f"{root.resolve()}: 9 problem(s) found")
+    # The images of the unusable lines 4, 5 and 7 are noted, not counted as problems.
+    assert report.notes == [
+        f"{root.resolve()}: 2 image file(s) that no label line names, not frames: "
+        "seq1/frame00001.png, seq1/frame00002.png"
+    ]
     assert len(report.scene.frames) == 2  # the two frames with readable lines
 
 
@@ -252,3 +277,133 @@ def test_cli_check_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "dataset folder not found" in capsys.readouterr().err
     assert cli.main(["check", str(REALDATA / "7scenes" / "stairs")]) == 0
     assert "frames: 12 train, 6 test" in capsys.readouterr().out
+
+
+# No frame is dropped in silence (issue 14.3): a frame the format defines but whose pose, image or
+# depth map is missing is a problem for load_scene and check; files that are not frames are notes.
+
+
+@pytest.mark.parametrize(
+    ("cameras", "line", "words"),
+    [
+        (NVM_CAMERAS[:2], None, "no camera for the frame seq2/frame00001.png (dataset_test.txt:4)"),
+        ([NVM_CAMERAS[0], NVM_CAMERAS[2]], None, "frame seq1/frame00002.png (dataset_train.txt:5)"),
+        ([*NVM_CAMERAS, "seq3/frame00001.jpg\t1 1 0 0 0 0 0 0 0 0"], 7, "camera seq3/frame00001"),
+        ([*NVM_CAMERAS, NVM_CAMERAS[0].replace(".jpg", ".png")], 7, "duplicate camera seq1/"),
+    ],
+)
+def test_cambridge_nvm_cameras_and_label_frames_match(
+    tmp_path: Path, cameras: list[str], line: int | None, words: str
+) -> None:
+    root = cambridge(tmp_path / "scene", nvm=nvm(cameras, points=[]))
+    _raises(root, "reconstruction.nvm", line, words)
+    report = check_dataset(root)
+    assert len(report.problems) == 1 and words in report.problems[0], report.problems
+
+
+def test_cambridge_lost_label_line_shows_in_the_nvm_and_the_notes(tmp_path: Path) -> None:
+    root = cambridge(tmp_path / "scene", train=[TRAIN[0]], nvm=NVM)
+    _raises(root, "reconstruction.nvm", 5, "camera seq1/frame00002.jpg names no frame")
+    (root / "reconstruction.nvm").unlink()  # without the NVM: a note, not a problem
+    report = check_dataset(root)
+    assert report.ok and len(load_scene(root).frames) == 2
+    note = f"{root.resolve()}: 1 image file(s) that no label line names, not frames: "
+    assert report.notes == [note + "seq1/frame00002.png"]
+    assert report.describe().endswith(f"notes (1, not problems):\n  - {note}seq1/frame00002.png")
+    for name in ("seq1/frame00003.jpg", "seq1/frame00004.PNG", "seq2/a.jpeg", "seq9/b.png"):
+        (root / name).parent.mkdir(exist_ok=True)
+        (root / name).write_bytes(b"")  # only names are looked at; seq9 holds no labelled image
+    (root / "seq1" / "notes.txt").write_text("not an image")
+    assert check_dataset(root).notes == [
+        note.replace(": 1 image", ": 4 image")
+        + "seq1/frame00002.png, seq1/frame00003.jpg, seq1/frame00004.PNG, ..."
+    ]
+    assert check_dataset(root, require_images=False).notes == []
+
+
+@pytest.mark.parametrize(
+    ("removed", "file", "words"),
+    [
+        (
+            "seq-01/frame-000000.pose.txt",
+            "frame-000000.pose.txt",
+            "pose file not found, but there is frame-000000.color.jpg, frame-000000.depth.png",
+        ),
+        (  # in a sequence without depth maps
+            "seq-06/frame-000002.pose.txt",
+            "frame-000002.pose.txt",
+            "pose file not found, but there is frame-000002.color.jpg",
+        ),
+        ("seq-03/frame-000000.color.jpg", "frame-000000.pose.txt", "color.png not found"),
+        (
+            "seq-02/frame-000001.depth.png",
+            "frame-000001.depth.png",
+            "depth map not found, while 2 of the 3 frames of seq-02 have one",
+        ),
+    ],
+)
+def test_sevenscenes_incomplete_real_frames(
+    tmp_path: Path, removed: str, file: str, words: str
+) -> None:
+    root = stairs(tmp_path / "stairs")
+    (root / removed).unlink()
+    _raises(root, file, None, words)
+    report = check_dataset(root)
+    assert len(report.problems) == 1, report.problems
+    where = root.resolve() / removed.replace("color.jpg", "pose.txt")
+    assert report.problems[0].startswith(f"{where}: ") and words in report.problems[0]
+
+
+def test_sevenscenes_stray_files_and_unlisted_sequences(tmp_path: Path) -> None:
+    root = stairs(tmp_path / "stairs")
+    shutil.copy(
+        root / "seq-01" / "frame-000000.depth.png", root / "seq-05" / "frame-000007.depth.png"
+    )
+    _raises(root, "frame-000007.pose.txt", None, "but there is frame-000007.depth.png")
+    (root / "seq-05" / "frame-000007.depth.png").unlink()
+    (root / "seq-05" / "frame-000000.color.png.orig").write_bytes(b"")  # not a frame file
+    assert len(load_scene(root).frames) == 18
+    shutil.copytree(root / "seq-06", root / "seq-07")
+    words = "sequence folder listed in neither TrainSplit.txt nor TestSplit.txt (as sequence7)"
+    _raises(root, "seq-07", None, words)
+    report = check_dataset(root)
+    assert report.problems == [f"{root.resolve() / 'seq-07'}: {words}"]
+    (root / "TestSplit.txt").write_bytes(b"sequence1\r\nsequence4\r\nsequence7\r\n")
+    assert len(load_scene(root).split("test")) == 9
+
+
+def test_colmap_every_registered_image_is_a_frame(tmp_path: Path) -> None:
+    root = colmap(tmp_path / "colmap")
+    (root / "train.txt").write_text("im1.png\n")
+    (root / "test.txt").write_text("im0.png\n")
+    _raises(root, "train.txt", None, "registered image 'im2.png' is in neither train.txt nor")
+    (root / "images" / "im1.png").unlink()
+    assert check_dataset(root).problems == [
+        f"{root.resolve() / 'train.txt'}: registered image 'im2.png' is in neither train.txt "
+        "nor test.txt",
+        f"{root.resolve() / 'sparse' / 'images.txt'}: image {root.resolve()}/images/im1.png "
+        "not found",
+    ]
+    colmap(tmp_path / "again")
+    shutil.copy(tmp_path / "again" / "images" / "im1.png", root / "images")
+    (root / "train.txt").write_text("im1.png\nim2.png\n")
+    assert len(load_scene(root).frames) == 3
+    images = root / "sparse" / "images.txt"
+    good = images.read_text()
+    images.write_text(good.replace("im1.png", "im0.png"))
+    (root / "train.txt").unlink()
+    _raises(root, "images.txt", None, "image name 'im0.png' registered twice (image ids 1 and 2)")
+    images.write_text(good)
+
+
+def test_colmap_unregistered_image_files_are_notes(tmp_path: Path) -> None:
+    root = colmap(tmp_path / "colmap")
+    (root / "images" / "late").mkdir()
+    Image.new("RGB", (64, 48)).save(root / "images" / "late" / "im9.jpg")
+    (root / "images" / "list.txt").write_text("not an image")
+    report = check_dataset(root)
+    assert report.ok and len(load_scene(root).frames) == 3
+    folder = root.resolve() / "images"
+    assert report.notes == [
+        f"{folder}: 1 image file(s) that the model does not register, not frames: late/im9.jpg"
+    ]

@@ -77,17 +77,26 @@ def _excerpt(path: Path, lines: int) -> bytes:
     return b"".join(path.read_bytes().splitlines(keepends=True)[:lines])
 
 
-def _nvm_excerpt() -> bytes:
-    """The real NVM's header and 22 cameras, then its first 6 points (count line adjusted)."""
+def _nvm_excerpt(labels: list[bytes]) -> bytes:
+    """The real NVM's header and 22 cameras, then its first 6 points (count line adjusted). The
+    cameras are renamed to the frames of the 22 label lines `labels`, with .jpg for .png as in
+    the real Cambridge NVMs: a reader requires cameras and labelled frames to match."""
     lines = (REALDATA / "nvm" / "nvm-conv" / "model.nvm").read_bytes().splitlines(keepends=True)
-    return b"".join([*lines[:26], b"6\n", *lines[27:33]])
+    cameras = [
+        label.split()[0].removesuffix(b".png") + b".jpg" + camera[camera.index(b"\t") :]
+        for label, camera in zip(labels, lines[3:25], strict=True)
+    ]
+    return b"".join([*lines[:3], *cameras, lines[25], b"6\n", *lines[27:33]])
 
 
 SHOP = REALDATA / "cambridge" / "ShopFacade"
+TRAIN_EXCERPT = _excerpt(SHOP / "dataset_train.txt", 19)  # the header and 16 frames
+TEST_EXCERPT = _excerpt(SHOP / "dataset_test.txt", 9)  # the header and 6 frames
+LABELS = [*TRAIN_EXCERPT.splitlines()[3:], *TEST_EXCERPT.splitlines()[3:]]
 VALID = {
-    "train": _excerpt(SHOP / "dataset_train.txt", 12),
-    "test": _excerpt(SHOP / "dataset_test.txt", 6),
-    "nvm": _nvm_excerpt(),
+    "train": TRAIN_EXCERPT,
+    "test": TEST_EXCERPT,
+    "nvm": _nvm_excerpt(LABELS),
     "pose": (STAIRS / "seq-02" / "frame-000001.pose.txt").read_bytes(),
     "split": (STAIRS / "TestSplit.txt").read_bytes(),
 }
@@ -157,7 +166,8 @@ def _cambridge_root(workdir: Path, **files: bytes) -> Path:
 
 def test_valid_excerpts_load(workdir: Path) -> None:
     scene = load_scene(_cambridge_root(workdir), require_images=False)
-    assert len(scene.frames) == 12 and len(scene.points) == 6
+    assert len(scene.frames) == 22 and len(scene.points) == 6
+    assert all(frame.point_ids.size for frame in scene.frames[:2])  # cameras 0 and 1 see points
     root = workdir / "stairs-mutated"
     shutil.copytree(STAIRS, root, dirs_exist_ok=True)
     assert len(load_scene(root, require_images=False).frames) == 18

@@ -3,6 +3,10 @@
 `load_scene` detects the format from the folder (Cambridge Landmarks, 7-Scenes, COLMAP) and raises a
 DatasetError naming file and line at the first problem; `check_dataset` reads the same way but
 collects every problem (and also decodes every image) for `geoposenet check`.
+No frame is dropped in silence: a file the format makes a frame but that lacks its pose, image or
+(where the others have one) depth map is a problem. Files that are not frames but may be wanted
+(images beside the labelled ones, images a COLMAP model does not register) are notes: `check`
+lists them with a count, training goes on.
 Readers share helpers in `_common` / `_nvm` and never import each other.
 """
 
@@ -62,13 +66,15 @@ def load_scene(
 
 @dataclass
 class CheckReport:
-    """The result of `check_dataset`: every problem found (each naming file and line), and the
-    scene as far as it could be read (None when the format is unknown)."""
+    """The result of `check_dataset`: every problem found (each naming file and line), the
+    scene as far as it could be read (None when the format is unknown), and the notes (files
+    that are not frames; they do not make the dataset bad)."""
 
     path: Path
     format: str | None
     problems: list[str] = field(default_factory=list)
     scene: Scene | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -76,13 +82,18 @@ class CheckReport:
         return not self.problems
 
     def describe(self) -> str:
-        """The list of problems, or a summary of the scene when there are none."""
+        """The list of problems, or a summary of the scene when there are none; then the notes."""
         if self.problems:
             head = f"{self.path}: {len(self.problems)} problem(s) found"
             head += f" in this {self.format} dataset:" if self.format else ":"
-            return "\n".join([head, *(f"  - {p}" for p in self.problems)])
-        assert self.scene is not None
-        return _summary_text(self.path, self.scene)
+            lines = [head, *(f"  - {p}" for p in self.problems)]
+        else:
+            assert self.scene is not None
+            lines = [_summary_text(self.path, self.scene)]
+        if self.notes:
+            lines += [f"  notes ({len(self.notes)}, not problems):"]
+            lines += [f"  - {note}" for note in self.notes]
+        return "\n".join(lines)
 
 
 def check_dataset(
@@ -101,7 +112,7 @@ def check_dataset(
     scene = reader.read(root, problems, image_check=image_check, **options)
     messages = [str(error) for error in problems.errors]
     messages += [str(DatasetError(root, problem)) for problem in scene.validate()]
-    return CheckReport(root, name, messages, scene)
+    return CheckReport(root, name, messages, scene, problems.notes)
 
 
 def _folder(path: str | Path) -> Path:

@@ -3,6 +3,8 @@
 Every reader reports what is wrong in the data through a `Problems` collector. In strict mode
 (`load_scene`) the first problem raises a DatasetError; otherwise (`check_dataset`) problems are
 collected and the reader skips the bad item and carries on, so one pass lists all of them.
+A note is weaker than a problem: something `geoposenet check` reports (with a count) but that does
+not stop training, e.g. image files on disk that the format does not make frames.
 """
 
 from __future__ import annotations
@@ -21,14 +23,16 @@ ImageCheck = Literal["none", "exists", "decode"]
 """How much readers check the image files: not at all, existence, or a full decode."""
 
 QUATERNION_MIN_NORM = 1e-6
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 
 
 class Problems:
-    """Collects DatasetErrors; `strict` raises the first one instead."""
+    """Collects DatasetErrors; `strict` raises the first one instead. Notes are only collected."""
 
     def __init__(self, strict: bool) -> None:
         self.strict = strict
         self.errors: list[DatasetError] = []
+        self.notes: list[str] = []
 
     def add(self, path: str | Path, message: str, line: int | None = None) -> None:
         """Record (or, in strict mode, raise) a problem at `path`:`line`."""
@@ -36,6 +40,13 @@ class Problems:
         if self.strict:
             raise error
         self.errors.append(error)
+
+    def note_files(self, path: Path, what: str, files: Sequence[str]) -> None:
+        """Note (never raise) `files`, names relative to the dataset, that are not frames: their
+        count and the first few names, at `path`. Nothing when there are none."""
+        if files:
+            shown = ", ".join(files[:3]) + (", ..." if len(files) > 3 else "")
+            self.notes.append(str(DatasetError(path, f"{len(files)} {what}, not frames: {shown}")))
 
     def __len__(self) -> int:
         return len(self.errors)
@@ -149,6 +160,16 @@ def relative_image_name(name: str, path: Path, line: int | None, problems: Probl
         problems.add(path, f"image path {name!r} names no file", line)
         return None
     return "/".join(parts)
+
+
+def image_files(folder: Path, recursive: bool = False) -> list[Path]:
+    """The image files (IMAGE_SUFFIXES, any case) in `folder`, or below it when `recursive`,
+    sorted; empty when the folder is missing or cannot be listed."""
+    try:
+        found = folder.rglob("*") if recursive else folder.iterdir()
+        return sorted(p for p in found if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    except OSError:
+        return []
 
 
 def check_image(

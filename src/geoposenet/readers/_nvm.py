@@ -3,7 +3,11 @@
 Layout: a header `NVM_V3` (optionally followed by `FixedK fx cx fy cy`), then per model a camera
 count, one line per camera `<file> <focal> <qw qx qy qz> <cx cy cz> <radial> 0`, a point count and
 one line per point `X Y Z R G B n (image feature x y)*n`. A file may hold several models (ended by a
-model with 0 cameras) and a trailing `#...` block about PLY files; only the first model is read.
+model with 0 cameras) and a trailing `#...` block about PLY files; only the first model is read
+(VisualSFM puts the images it could not register in a later model without points; the Cambridge
+reader reports a labelled frame whose camera is not in the first model). Lines starting with `#`
+are comments. A bad camera line is a problem and stops the read (it would shift every later
+camera's index); a bad point line is a problem and, when collecting, only that point is left out.
 Camera rotations are world -> camera (w first) and positions are camera centres, as in DESIGN.md.
 File names may contain spaces when a TAB separates them from the numbers (VisualSFM writes a TAB).
 """

@@ -6,7 +6,15 @@ R]`, blank), then one line per image `seqN/frame00001.png X Y Z W P Q R`: XYZ th
 (world frame, metres), WPQR the world -> camera quaternion, w first. Image paths are relative to
 the scene folder; the sequence is the first path component ('default' when there is none).
 The NVM names images `seqN/frame00001.jpg` while the labels say `.png`: frames and NVM cameras are
-matched by path without extension. Frames the NVM does not cover keep empty `point_ids`.
+matched by path without extension (sequence and stem).
+
+Completeness (no frame dropped in silence): the label files define the frames. A label line whose
+image is missing is a problem. When reconstruction.nvm is present it is the source of the 3D
+points and was built from the same frames, so every camera of its (first) model must name a
+labelled frame (else a label line was lost) and every labelled frame must have a camera (else the
+frame would train without points): both are problems. An image file in a folder of labelled
+images that no label line mentions has no pose in this format, so it cannot be a frame; `check`
+notes these files with a count (a lost label line shows there), but they do not stop training.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from geoposenet.readers._common import (
     Problems,
     check_image,
     content_lines,
+    image_files,
     parse_floats,
     read_lines,
     relative_image_name,
@@ -63,13 +72,28 @@ def read(root: Path, problems: Problems, image_check: ImageCheck = "exists") -> 
                 continue
             first_seen[frame.name] = f"{filename}:{number}"
             frames.append(frame)
+    if image_check != "none":
+        _note_unlabelled_images(root, frames, problems)
     points = np.zeros((0, 3))
     if (root / NVM_FILE).exists():
         model = read_nvm(root / NVM_FILE, problems)
         if model is not None:
             points = model.points
-            _attach_points(frames, model, root / NVM_FILE, problems)
+            _attach_points(frames, first_seen, model, root / NVM_FILE, problems)
     return Scene(root, root.name, FORMAT, frames, points)
+
+
+def _note_unlabelled_images(root: Path, frames: list[Frame], problems: Problems) -> None:
+    """Note the image files beside labelled images (same folders) that no label line names."""
+    labelled = {frame.name for frame in frames}
+    folders = sorted({frame.image.parent for frame in frames})
+    unlabelled = [
+        name
+        for folder in folders
+        for name in (image.relative_to(root).as_posix() for image in image_files(folder))
+        if name not in labelled
+    ]
+    problems.note_files(root, "image file(s) that no label line names", unlabelled)
 
 
 def _check_header(lines: list[str | None], path: Path, problems: Problems) -> None:
@@ -121,15 +145,35 @@ def _stem_key(name: str) -> str:
     return "/".join(parts)
 
 
-def _attach_points(frames: list[Frame], model: NvmModel, path: Path, problems: Problems) -> None:
+def _attach_points(
+    frames: list[Frame],
+    label_lines: dict[str, str],
+    model: NvmModel,
+    path: Path,
+    problems: Problems,
+) -> None:
+    """Give each frame the points its NVM camera observes. `label_lines`: frame name ->
+    'dataset_train.txt:5', for the messages. A camera without a labelled frame (or a second one for
+    the same frame) and a labelled frame without a camera are problems."""
+    labelled = {_stem_key(frame.name) for frame in frames}
     by_key: dict[str, int] = {}
     for index, camera in enumerate(model.cameras):
         key = _stem_key(camera.name)
         if key in by_key:
             problems.add(path, f"duplicate camera {camera.name}", camera.line)
-            continue
-        by_key[key] = index
+        elif key not in labelled:
+            problems.add(
+                path, f"camera {camera.name} names no frame of the label files", camera.line
+            )
+        else:
+            by_key[key] = index
     for frame in frames:
         match = by_key.get(_stem_key(frame.name))
-        if match is not None:
+        if match is None:
+            problems.add(
+                path,
+                f"no camera for the frame {frame.name} ({label_lines[frame.name]}) in the first "
+                "model: every labelled frame needs one",
+            )
+        else:
             frame.point_ids = model.observed[match]

@@ -11,9 +11,16 @@ Intrinsics: for the pinhole-family models (SIMPLE_PINHOLE, PINHOLE, SIMPLE_RADIA
 FULL_OPENCV) the pinhole part of the calibration matrix, distortion dropped; None for fisheye and
 other models, whose projection a pinhole K would misdescribe.
 Splits: `train.txt` / `test.txt` (one image name a line) beside the model, else in the dataset
-folder. With both, they define the splits and unlisted images are left out; with one, the other
-split is every remaining image; with none, every `test_every`-th image in name order (the 1st, the
-(test_every + 1)-th, ...) is a test image.
+folder. With both, they define the splits and must together list every registered image; with
+one, the other split is every remaining image; with none, every `test_every`-th image in name order
+(the 1st, the (test_every + 1)-th, ...) is a test image.
+
+Completeness (no frame dropped in silence): every registered image (one with a pose) is a frame.
+Its file missing from the image folder, its name registered twice, a split list naming an image
+the model does not register, and a registered image in neither of two split lists are problems.
+Image files in the image folder that the model does not register (or registers without a pose)
+are normal for COLMAP: the images it could not register. They have no pose, so they are not
+frames; `check` notes them with a count, and they do not stop training.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from geoposenet.readers._common import (
     check_image,
     content_lines,
     first_line,
+    image_files,
     read_lines,
     relative_image_name,
     unit_quaternion,
@@ -53,6 +61,7 @@ PINHOLE_LIKE = frozenset(
 class _Image:
     """A registered image as plain data: quaternion (4,) wxyz, translation (3,) cam_from_world."""
 
+    image_id: int
     name: str
     quaternion: np.ndarray
     translation: np.ndarray
@@ -102,14 +111,38 @@ def read(
     if not records:
         problems.add(images_file, "the COLMAP model has no registered images with poses")
         return empty
+    _check_unique_names(records, images_file, problems)
     image_dir = root / images if images is not None else root / "images"
     splits = _splits(sorted(r.name for r in records), model, root, test_every, problems)
     frames = []
-    for record in sorted(records, key=lambda r: r.name):
+    for record in sorted(records, key=lambda r: (r.name, r.image_id)):
         frame = _frame(record, index, image_dir, splits, images_file, image_check, problems)
         if frame is not None:
             frames.append(frame)
+    if image_check != "none":
+        _note_unregistered(image_dir, {record.name for record in records}, problems)
     return Scene(root, root.name, FORMAT, frames, points)
+
+
+def _note_unregistered(image_dir: Path, registered: set[str], problems: Problems) -> None:
+    """Note the image files below `image_dir` that are no registered image (not a problem: the
+    images COLMAP could not register stay in the image folder)."""
+    files = (path.relative_to(image_dir).as_posix() for path in image_files(image_dir, True))
+    unregistered = [name for name in files if name not in registered]
+    problems.note_files(image_dir, "image file(s) that the model does not register", unregistered)
+
+
+def _check_unique_names(records: list[_Image], images_file: Path, problems: Problems) -> None:
+    """Two registered images of the same name would be two frames of one file: a problem."""
+    first: dict[str, int] = {}
+    for record in sorted(records, key=lambda r: r.image_id):
+        if record.name in first:
+            problems.add(
+                images_file,
+                f"image name {record.name!r} registered twice (image ids {first[record.name]} "
+                f"and {record.image_id})",
+            )
+        first.setdefault(record.name, record.image_id)
 
 
 def _model_file(model: Path, name: str) -> Path:
@@ -157,6 +190,7 @@ def _record(image: Any) -> _Image:
             )
     observed = [p.point3D_id for p in image.points2D if p.has_point3D()]
     return _Image(
+        int(image.image_id),
         str(image.name),
         np.array([w, x, y, z]),
         np.asarray(pose.translation, dtype=np.float64).reshape(3),
@@ -227,6 +261,12 @@ def _splits(
                 where[name] = f"{path.name}:{number}"
                 listed[split].add(name)
     if len(listed) == 2:
+        for name in names:
+            if name not in where:
+                problems.add(
+                    folder / "train.txt",
+                    f"registered image {name!r} is in neither train.txt nor test.txt",
+                )
         return {n: s for s, group in listed.items() for n in group}
     split, group = next(iter(listed.items()))
     other: Split = "test" if split == "train" else "train"

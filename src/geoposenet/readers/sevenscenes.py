@@ -13,6 +13,14 @@ X_cam = ((u - 320) z / 585, (v - 240) z / 585, z), X_world = T[:3, :3] X_cam + T
 They are cached on disk (geoposenet.cache), keyed by the depth/pose files and the parameters.
 Frames without a depth map (and all frames when points_per_frame = 0) get no points.
 The colour camera is not the depth camera: frames carry no intrinsics.
+
+Completeness (no frame dropped in silence): every `frame-NNNNNN.*` file (colour, depth, pose) in
+a listed sequence makes a frame, so a frame without its pose file is a problem, and so is one
+without its colour image (unless images are not required). A sequence either has depth maps for
+all its frames or for none (seq-05/06 of the real stairs have none: legal); a depth map missing
+from a sequence that has others is a problem. Every `seq-NN` folder must be listed in
+TrainSplit.txt or TestSplit.txt, and every listed one must exist. When both a .color.png and a
+.color.jpg exist, the png is the frame's image.
 """
 
 from __future__ import annotations
@@ -50,7 +58,8 @@ INVALID_DEPTH = 65535
 ROTATION_TOLERANCE = 1e-2
 CACHE_VERSION = 1
 _SEQUENCE = re.compile(r"(?:sequence|seq-)(\d{1,6})", re.IGNORECASE | re.ASCII)
-_POSE_FILE = re.compile(r"(frame-\d{1,9})\.pose\.txt", re.ASCII)
+_FRAME_FILE = re.compile(r"(frame-\d{1,9})\.(color\.png|color\.jpg|depth\.png|pose\.txt)", re.ASCII)
+_SEQUENCE_FOLDER = re.compile(r"seq-\d+", re.ASCII)
 
 
 @dataclass
@@ -99,26 +108,72 @@ def read(
                 problems.add(path, f"sequence folder {root / sequence} not found", number)
                 continue
             entries.extend(_read_sequence(root, sequence, split, problems, image_check))
+    _check_unlisted_sequences(root, set(first_seen), problems)
     points, point_ids = _depth_points(entries, problems, points_per_frame, seed, cache)
     for entry, ids in zip(entries, point_ids, strict=True):
         entry.frame.point_ids = ids
     return Scene(root, root.name, FORMAT, [e.frame for e in entries], points)
 
 
-def _read_sequence(
-    root: Path, sequence: str, split: Split, problems: Problems, image_check: ImageCheck
-) -> list[_Entry]:
-    folder = root / sequence
+def _check_unlisted_sequences(root: Path, listed: set[str], problems: Problems) -> None:
+    """A `seq-NN` folder that neither split file lists is a problem (its frames would be lost)."""
+    folders = sorted(p for p in root.iterdir() if _SEQUENCE_FOLDER.fullmatch(p.name) and p.is_dir())
+    for folder in folders:
+        if folder.name not in listed:
+            problems.add(
+                folder,
+                f"sequence folder listed in neither {' nor '.join(SPLIT_FILES.values())} "
+                f"(as sequence{int(folder.name[4:])})",
+            )
+
+
+def _frame_files(folder: Path, problems: Problems) -> dict[str, set[str]] | None:
+    """Frame stem ('frame-000000') -> the kinds of file it has ('pose.txt', 'color.jpg', ...);
+    None after reporting a folder that cannot be listed."""
     try:
         names = [p.name for p in folder.iterdir()]
     except OSError as error:
         problems.add(folder, f"cannot list the sequence folder: {error.strerror or error}")
+        return None
+    files: dict[str, set[str]] = {}
+    for name in names:
+        match = _FRAME_FILE.fullmatch(name)
+        if match is not None:
+            files.setdefault(match.group(1), set()).add(match.group(2))
+    if not files:
+        problems.add(folder, "no frame-NNNNNN files in the sequence folder")
+    return files
+
+
+def _check_complete(folder: Path, files: dict[str, set[str]], problems: Problems) -> None:
+    """Report the frames without a pose file, and the depth maps missing from a sequence whose
+    other frames have one."""
+    posed = {stem: kinds for stem, kinds in files.items() if "pose.txt" in kinds}
+    with_depth = sum("depth.png" in kinds for kinds in posed.values())
+    for stem, kinds in sorted(files.items()):
+        if stem not in posed:
+            present = ", ".join(f"{stem}.{kind}" for kind in sorted(kinds))
+            problems.add(
+                folder / f"{stem}.pose.txt", f"pose file not found, but there is {present}"
+            )
+        elif with_depth and "depth.png" not in kinds:
+            problems.add(
+                folder / f"{stem}.depth.png",
+                f"depth map not found, while {with_depth} of the {len(posed)} frames of "
+                f"{folder.name} have one",
+            )
+
+
+def _read_sequence(
+    root: Path, sequence: str, split: Split, problems: Problems, image_check: ImageCheck
+) -> list[_Entry]:
+    folder = root / sequence
+    files = _frame_files(folder, problems)
+    if files is None:
         return []
-    stems = sorted(m.group(1) for name in names if (m := _POSE_FILE.fullmatch(name)))
-    if not stems:
-        problems.add(folder, "no frame-NNNNNN.pose.txt files in the sequence folder")
+    _check_complete(folder, files, problems)
     entries = []
-    for stem in stems:
+    for stem in sorted(s for s, kinds in files.items() if "pose.txt" in kinds):
         pose_path = folder / f"{stem}.pose.txt"
         parsed = read_pose(pose_path, problems)
         if parsed is None:
