@@ -28,8 +28,9 @@ from geoposenet.cli import main
 FLAGS = [
     "--preset", "cpu", "--backbone", "mobilenet_v3_small", "--pretrained", "none",
     "--resize", "48", "--crop", "48x64", "--batch-size", "4", "--epochs", "4",
-    "--lr", "1e-3", "--no-progress",
+    "--lr", "1e-3", "--no-progress", "--eval-every", "2",
 ]  # fmt: skip
+# --eval-every 2: the first evaluation (so the first best.pt, chosen on validation) is at epoch 2
 RUN_FILES = {"config.json", "log.jsonl", "last.pt", "best.pt", "tensorboard"}  # tensorboard/:
 # only when the optional tensorboard package is installed
 TIMEOUT = 120

@@ -188,7 +188,7 @@ def test_two_ranks_match_one_process_with_twice_the_batch(
     assert change > 0 and (difference / change) ** 0.5 <= 1e-3
     for name in ("s_x", "s_q"):
         assert abs(float(a["loss"][name]) - float(b["loss"][name])) <= 1e-5
-    assert a["metrics"]["num_frames"] == 10  # evaluation gathered both ranks' test shards
+    assert a["metrics"]["test"]["num_frames"] == 10  # evaluation gathered both ranks' shards
 
 
 def test_signal_on_one_rank_stops_both_and_resume_equals_uninterrupted(

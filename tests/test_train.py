@@ -29,6 +29,7 @@ def tiny_config(data: Path, out: Path, **overrides: Any) -> TrainConfig:
         "jitter": 0.2,
         "dropout": 0.1,
         "eval_every": 2,
+        "val": "none",  # all 20 training frames: 5 batches of 4 per epoch
         **overrides,
     }
     return resolve_config("cpu", data=str(data), out=str(out), **values)
@@ -47,12 +48,14 @@ def assert_same_weights(a: Path, b: Path) -> None:
 
 
 def test_loss_falls_and_run_files(tiny_scene_dir: Path, tmp_path: Path) -> None:
-    run = fit(tiny_config(tiny_scene_dir, tmp_path / "run", epochs=6, eval_every=3), progress=False)
+    config = tiny_config(tiny_scene_dir, tmp_path / "run", epochs=6, eval_every=3, val="auto")
+    run = fit(config, progress=False)
     records = log(run)
     assert [r["epoch"] for r in records] == list(range(6))
     assert records[-1]["train"]["loss"] < records[0]["train"]["loss"]
     assert records[-1]["train"]["position"] < records[0]["train"]["position"]
-    assert "eval" in records[2] and "eval" in records[5] and "eval" not in records[0]
+    for split in ("val", "test"):  # both evaluated and logged; best.pt chosen on "val" only
+        assert split in records[2] and split in records[5] and split not in records[0]
     assert {"s_x", "s_q"} <= records[0]["train"].keys()
     for name in ("config.json", "last.pt", "best.pt"):
         assert (run / name).is_file()

@@ -120,6 +120,12 @@ def _add_train(sub: argparse._SubParsersAction) -> Handler:
     p.add_argument("--crop", type=_crop, help="network input: N or HxW pixels")
     p.add_argument("--jitter", type=float, help="colour jitter strength in [0, 1]")
     p.add_argument("--points-per-frame", type=int)
+    p.add_argument(
+        "--val",
+        help="validation split held out from the training frames, to choose best.pt: auto "
+        "(default: whole sequences when there are >= 3, else the middle 15%% of each, with gaps), "
+        "a fraction such as 0.2, sequence names such as seq-03,seq-05, or none",
+    )
     p.add_argument("--eval-every", type=int)
     p.add_argument("--workers", type=int)
     p.add_argument("--seed", type=int)
@@ -137,14 +143,20 @@ def _add_train(sub: argparse._SubParsersAction) -> Handler:
             for key in (
                 "format", "loss", "beta", "norm", "backbone", "pretrained", "init", "epochs",
                 "batch_size", "lr", "weighting_lr", "weight_decay", "schedule", "warmup_epochs",
-                "dropout", "resize", "crop", "jitter", "points_per_frame", "eval_every", "workers",
-                "seed", "device", "threads",
+                "dropout", "resize", "crop", "jitter", "points_per_frame", "val", "eval_every",
+                "workers", "seed", "device", "threads",
             )
         }  # fmt: skip
         config = resolve_config(args.preset, data=str(args.data), out=str(args.out), **overrides)
         run_dir = fit(config, resume=args.resume, progress=not args.no_progress)
         if env_rank() == 0:  # under torchrun, one line for the whole run
-            print(f"trained: {run_dir / 'last.pt'} (best on the test split: {run_dir / 'best.pt'})")
+            best = run_dir / "best.pt"
+            chosen = (
+                f"best on the validation split: {best}"
+                if best.is_file()
+                else "no validation split, so no best.pt"
+            )
+            print(f"trained: {run_dir / 'last.pt'} ({chosen}; the test split chose nothing)")
         return 0
 
     return run

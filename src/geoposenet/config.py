@@ -12,6 +12,7 @@ from typing import Any
 from geoposenet.errors import InputError
 from geoposenet.losses import LOSSES, NORMS
 from geoposenet.models import BACKBONES, ModelConfig
+from geoposenet.validation import parse_val
 
 SCHEDULES = ("none", "cosine", "step")
 
@@ -47,6 +48,9 @@ class TrainConfig:
     warmup_epochs: int = 0
     jitter: float = 0.0  # colour jitter strength (brightness/contrast/saturation), 0 = off
     points_per_frame: int = 128
+    val: str = (
+        "auto"  # validation split (geoposenet.validation): auto | none | fraction | sequences
+    )
     # bookkeeping
     eval_every: int = 1
     workers: int = 0
@@ -103,6 +107,7 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise InputError(message)
+        parse_val(self.val)
 
 
 def _crop(value: Any) -> tuple[int, int]:

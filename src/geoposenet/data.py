@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import torch
@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from geoposenet.errors import DatasetError, InputError
 from geoposenet.imagecache import ImageCache, check_images_exist, load_image
-from geoposenet.scene import SPLITS, Scene, Split
+from geoposenet.scene import Scene, Split
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -76,8 +76,8 @@ class PoseDataset(Dataset[Item]):
         seed: int = 0,
         cache: bool = True,
     ) -> None:
-        if split not in SPLITS:
-            raise InputError(f"split must be one of {SPLITS}, got {split!r}")
+        if split not in get_args(Split):
+            raise InputError(f"split must be one of {get_args(Split)}, got {split!r}")
         if resize <= 0:
             raise InputError(f"resize must be a positive number of pixels, got {resize}")
         if points_per_frame < 0:

@@ -159,20 +159,21 @@ class _PlainLogFormatter(ticker.LogFormatter):
 
 def plot_training(log_path: Path, out_png: Path) -> bool:
     """Training curves from the trainer's JSON-lines log: loss, its parts (log scale), s_x/s_q
-    when logged, and test median errors when logged. Returns False (nothing written) when the
-    log is missing or holds no training entries."""
+    when logged, and validation and test median errors when logged (solid and dashed). Returns
+    False (nothing written) when the log is missing or holds no training entries."""
     if not Path(log_path).is_file():
         return False
     entries = read_log(log_path)
     loss = _series(entries, "train", "loss")
     parts = {k: _series(entries, "train", k) for k in ("position", "orientation", "reprojection")}
     weights = {k: _series(entries, "train", k) for k in ("s_x", "s_q")}
-    evals = [_series(entries, "eval", k) for k in ("median_position_error_m",
-                                                    "median_rotation_error_deg")]  # fmt: skip
+    keys = ("median_position_error_m", "median_rotation_error_deg")
+    evals = {split: [_series(entries, split, k) for k in keys] for split in ("val", "test")}
+    evals = {split: series for split, series in evals.items() if series[0][0]}
     panels = ["loss"] if loss[0] else []
     panels += ["parts"] if any(x for x, _ in parts.values()) else []
     panels += ["weights"] if any(x for x, _ in weights.values()) else []
-    panels += ["eval"] if evals[0][0] or evals[1][0] else []
+    panels += ["eval"] if evals else []
     if not panels:
         return False
     rows, cols = (len(panels) + 1) // 2, min(len(panels), 2)
@@ -198,14 +199,18 @@ def plot_training(log_path: Path, out_png: Path) -> bool:
             ax.set_title("learned weights s_x, s_q")
             ax.legend(fontsize=9)
         else:
-            ax.plot(*evals[0], "o-", color="C0", lw=1.6, ms=4, label="position (m)")
-            ax.set_ylabel("median position error (m)", color="C0")
             twin = ax.twinx()
-            twin.plot(*evals[1], "s-", color="C3", lw=1.6, ms=4, label="rotation (°)")
+            for split, (position, rotation) in evals.items():
+                style = "-" if split == "val" else "--"
+                ax.plot(*position, "o" + style, color="C0", lw=1.6, ms=4, label=f"{split} position")
+                twin.plot(
+                    *rotation, "s" + style, color="C3", lw=1.6, ms=4, label=f"{split} rotation"
+                )
+            ax.set_ylabel("median position error (m)", color="C0")
             twin.set_ylabel("median rotation error (°)", color="C3")
             lines = ax.get_lines() + twin.get_lines()
             ax.legend(lines, [str(line.get_label()) for line in lines], fontsize=9)
-            ax.set_title("test median errors")
+            ax.set_title(" and ".join(evals) + " median errors")
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
         ax.grid(True, color="0.92", lw=0.6)

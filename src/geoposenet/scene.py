@@ -16,8 +16,9 @@ import numpy as np
 from geoposenet.errors import DatasetError
 from geoposenet.geometry import canonical_quaternion_np
 
-Split = Literal["train", "test"]
-SPLITS: tuple[Split, ...] = ("train", "test")
+Split = Literal["train", "val", "test"]
+SPLITS: tuple[Split, ...] = ("train", "test")  # the splits a dataset's files define
+"""'val' frames are training frames held out for model selection (geoposenet.validation)."""
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class Frame:
     centre: (3,) float64 camera centre, world frame, metres.
     quaternion: (4,) float64 world -> camera rotation, wxyz, canonical.
     sequence: the recording the frame belongs to (e.g. 'seq1', 'seq-03').
-    split: 'train' or 'test'.
+    split: 'train' or 'test' as the dataset says, or 'val' when held out from 'train'.
     point_ids: (k,) int64 indices into `Scene.points` of the 3D points seen in this image.
     intrinsics: the camera's intrinsics when the format gives them.
     """
@@ -140,7 +141,7 @@ class Scene:
         return {
             "name": self.name,
             "format": self.format,
-            "frames": {s: len(self.split(s)) for s in SPLITS},
+            "frames": {s: len(self.split(s)) for s in ("train", "val", "test")},
             "sequences": sorted({f.sequence for f in self.frames}),
             "camera_extent_m": [round(v, 3) for v in extent],
             "points": len(self.points),

@@ -1,9 +1,10 @@
 """Training: `fit(config) -> run directory`.
 
 A run directory holds config.json, log.jsonl (one JSON line per epoch), last.pt (written
-atomically after every epoch and on SIGINT/SIGTERM) and best.pt (lowest test median position
-error so far; these benchmarks have no validation split, so this is a convenience, and reports
-use last.pt). TensorBoard events go to tensorboard/ when tensorboard is installed.
+atomically after every epoch and on SIGINT/SIGTERM) and best.pt (lowest median position error on
+the validation split, held out from the training frames by `--val`, see geoposenet.validation;
+not written with `--val none`). The test split is evaluated and logged, never used to choose.
+TensorBoard events go to tensorboard/ when tensorboard is installed.
 
 Reproducibility: the batch order is a permutation seeded by (seed, epoch); every item's crop and
 points by (seed, epoch, index); and the global torch RNG (dropout) and the colour jitter are
@@ -43,7 +44,9 @@ from geoposenet.evaluation import pose_errors, summarize
 from geoposenet.losses import Parts, PoseLoss, make_loss
 from geoposenet.models import PoseNet
 from geoposenet.scene import Scene, Split
+from geoposenet.validation import hold_out
 
+MEDIANS = ("median_position_error_m", "median_rotation_error_deg")
 # Fields that may change when resuming a run (everything else must match the stored config).
 RESUMABLE_CHANGES = {"epochs", "eval_every", "workers", "threads", "device", "out", "data"}
 
@@ -230,7 +233,9 @@ class _Trainer:
                 "put --out on a filesystem all nodes share (or copy the run to every node)"
             )
         with world.local_main_first():  # one process per node fills the caches
-            self.scene = load_scene(Path(config.data), format=config.format)
+            self.scene, holdout = hold_out(
+                load_scene(Path(config.data), format=config.format), config.val
+            )
             frames = self.scene.frames
             if config.loss == "reprojection" and not any(f.point_ids.size for f in frames):
                 raise InputError(
@@ -241,6 +246,7 @@ class _Trainer:
             offset = self.model.offset.cpu().numpy()
             points = config.points_per_frame if config.loss == "reprojection" else 0
             self.train_set = self._dataset("train", offset, points)
+            self.val_set = self._dataset("val", offset, 0) if holdout.val else None
             self.test_set = self._dataset("test", offset, 0)
         self.model.to(self.device)
         self.loss: PoseLoss = make_loss(
@@ -275,6 +281,7 @@ class _Trainer:
         )
         self.writer = None
         if world.is_main:
+            print(f"validation split: {holdout.description}", flush=True)
             self.run.mkdir(parents=True, exist_ok=True)
             remove_stale_temporaries(self.run)  # of a process killed while writing
             self.writer = self._tensorboard()
@@ -338,15 +345,25 @@ class _Trainer:
         )
 
     def evaluate(self) -> dict[str, Any]:
-        """Test-split metrics. Each process predicts its shard of the test frames with rank 0's
-        BatchNorm statistics; the shards are gathered so every process has the same metrics."""
+        """Metrics of the validation split (when there is one) and of the test split, keyed by
+        split. Each process predicts its shard of the frames with rank 0's BatchNorm statistics;
+        the shards are gathered so every process has the same metrics."""
         self.world.broadcast_buffers(self.model)
-        position, quaternion = predict_sharded(self.world, self.model, self.test_set, self.per_rank)
-        frames = self.scene.split("test")
-        true_position = np.stack([f.centre for f in frames])
-        true_quaternion = np.stack([f.quaternion for f in frames])
-        pos, rot = pose_errors(position, quaternion, true_position, true_quaternion)
-        return summarize(pos, rot)
+        metrics: dict[str, Any] = {}
+        evaluated: tuple[tuple[Split, PoseDataset | None], ...] = (
+            ("val", self.val_set),
+            ("test", self.test_set),
+        )
+        for split, dataset in evaluated:
+            if dataset is None:
+                continue
+            position, quaternion = predict_sharded(self.world, self.model, dataset, self.per_rank)
+            frames = self.scene.split(split)
+            true_position = np.stack([f.centre for f in frames])
+            true_quaternion = np.stack([f.quaternion for f in frames])
+            pos, rot = pose_errors(position, quaternion, true_position, true_quaternion)
+            metrics[split] = summarize(pos, rot)
+        return metrics
 
     def train_epoch(self, stop: _StopSignals) -> tuple[dict[str, float], int, float]:
         """Train from (state.epoch, state.batch) to the end of the epoch or a stop signal.
@@ -441,14 +458,13 @@ class _Trainer:
                 last_epoch = state.epoch == config.epochs
                 if state.epoch % config.eval_every == 0 or last_epoch:
                     state.metrics = self.evaluate()
-                    record["eval"] = {
-                        k: state.metrics[k]
-                        for k in ("median_position_error_m", "median_rotation_error_deg")
-                    }
-                    score = state.metrics["median_position_error_m"]
-                    if state.best is None or score < state.best:
-                        state.best = score
-                        self.checkpoint(self.run / "best.pt")
+                    for split, metrics in state.metrics.items():
+                        record[split] = {k: metrics[k] for k in MEDIANS}
+                    if "val" in state.metrics:  # chosen on validation only, never on test
+                        score = state.metrics["val"]["median_position_error_m"]
+                        if state.best is None or score < state.best:
+                            state.best = score
+                            self.checkpoint(self.run / "best.pt")
                 if world.is_main:  # log first: a crash before last.pt only repeats the epoch
                     _log_line(self.run, record)
                     self._tensorboard_record(record)
@@ -461,8 +477,9 @@ class _Trainer:
             return
         for key, value in record["train"].items():
             self.writer.add_scalar(f"train/{key}", value, record["epoch"])
-        for key, value in record.get("eval", {}).items():
-            self.writer.add_scalar(f"test/{key}", value, record["epoch"])
+        for split in ("val", "test"):
+            for key, value in record.get(split, {}).items():
+                self.writer.add_scalar(f"{split}/{key}", value, record["epoch"])
         self.writer.add_scalar("lr", record["lr"], record["epoch"])
         self.writer.flush()
 
