@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from geoposenet.machine import describe
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -70,6 +72,7 @@ def main() -> None:
     parser.add_argument("--backbone", default="googlenet")
     args = parser.parse_args()
     data = args.data or room_scene()
+    print(describe())
     print(
         f"{args.backbone}, crop 112 px, global batch {args.batch_size}, {args.cores} cores, "
         f"{args.epochs} epoch(s) of {data.name}"

@@ -23,6 +23,7 @@ import torch
 
 from geoposenet.checkpoint import save_checkpoint
 from geoposenet.export import export_onnx
+from geoposenet.machine import describe
 from geoposenet.models import ModelConfig, PoseNet
 
 
@@ -82,7 +83,8 @@ def main() -> None:
     rows = []
     for backbone in args.backbones.split(","):
         rows += bench(backbone, (height, width), args.threads, args.repeats)
-    print(f"\n{args.threads} threads; milliseconds per batch (median of {args.repeats})\n")
+    print(f"\n{describe()}; {args.threads} threads")
+    print(f"milliseconds per batch (median of {args.repeats})\n")
     print(
         "| model | batch | forward (ms) | predict (ms) | predict overhead | onnxruntime (ms) "
         "| forward img/s | onnxruntime img/s |"

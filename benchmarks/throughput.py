@@ -24,6 +24,7 @@ import torch
 from geoposenet.cache import cache_root
 from geoposenet.config import resolve_config
 from geoposenet.losses import LearnedWeightingLoss
+from geoposenet.machine import describe
 from geoposenet.models import PoseNet
 from geoposenet.synthetic import synthesize
 from geoposenet.train import fit
@@ -91,7 +92,7 @@ def main() -> None:
             rows.append((name, a, b))
             print(f"{name}: model {a:.1f} img/s, loop {b:.1f} img/s", flush=True)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"\n{args.threads} threads; peak RSS of this process {peak_mb:.0f} MB\n")
+    print(f"\n{describe()}; {args.threads} threads; peak RSS of this process {peak_mb:.0f} MB\n")
     print("| config | model only (img/s) | training loop (img/s) | ratio |")
     print("|---|---|---|---|")
     for name, a, b in rows:
