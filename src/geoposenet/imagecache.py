@@ -1,30 +1,33 @@
-"""Decoding and resizing images, and the on-disk cache of pre-resized uint8 images.
+"""Resizing decoded images, and the on-disk cache of pre-resized uint8 images.
 
 The cache of a list of images at one `resize` is two files under the cache root (see
 `geoposenet.cache`), keyed by a fingerprint of the images (path, size, mtime) and `resize`:
 - `<key>.u8`: the resized images' raw bytes, (3, H, W) uint8 each, one after another;
 - `<key>.index.npy`: (N, 4) int64 rows (byte offset, 3, H, W), written last (its presence marks a
   complete entry).
+An entry whose index does not describe exactly its data file (wrong dtype or shape, offsets not
+contiguous from 0, a channel count other than 3, a shorter side other than `resize`, a data file
+of another size, bytes that are not an .npy) is rebuilt, never read.
 Readers open the bytes with `np.memmap`, so DataLoader workers share the page cache and nothing is
 decoded again; when every image has the same shape, `ImageCache.stacked` is an (N, 3, H, W) view.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms.v2 import functional as F
 
 from geoposenet.cache import atomic_write, cache_path, fingerprint
-from geoposenet.errors import DatasetError, reason
+from geoposenet.errors import DatasetError
+from geoposenet.images import decode_image
 
 CACHE_NAMESPACE = "images"
-CACHE_VERSION = 1
+# 2: every image decoded by geoposenet.images (version 1 could hold 16-bit images' bytes).
+CACHE_VERSION = 2
 
 
 def check_images_exist(paths: Sequence[Path]) -> None:
@@ -35,17 +38,10 @@ def check_images_exist(paths: Sequence[Path]) -> None:
 
 
 def load_image(path: Path, resize: int) -> torch.Tensor:
-    """Decode an image file (JPEG/PNG, any channels) to RGB and resize it so its shorter side is
-    `resize` pixels (antialiased). Returns (3, H, W) uint8; a DatasetError names an unreadable
-    file."""
-    try:
-        with warnings.catch_warnings():
-            # torchvision 0.29 deprecates its decoders in favour of torchcodec (not a dependency)
-            warnings.simplefilter("ignore", DeprecationWarning)
-            image = decode_image(str(path), mode=ImageReadMode.RGB)
-    except (RuntimeError, ValueError, OSError) as error:
-        raise DatasetError(path, f"cannot decode image ({reason(error)})") from None
-    return F.resize(image, [resize], antialias=True)
+    """Decode an image file with `geoposenet.images.decode_image` and resize it so its shorter
+    side is `resize` pixels (antialiased). Returns (3, H, W) uint8; a DatasetError names a file
+    that cannot be decoded."""
+    return F.resize(decode_image(path), [resize], antialias=True)
 
 
 class ImageCache:
@@ -62,12 +58,12 @@ class ImageCache:
 
     @classmethod
     def open(cls, paths: Sequence[Path], resize: int) -> ImageCache:
-        """The cache entry of `paths` at shorter side `resize`, built now if absent or stale."""
+        """The cache entry of `paths` at shorter side `resize`, built now if absent or damaged."""
         check_images_exist(paths)
         key = fingerprint(paths, resize=resize, version=CACHE_VERSION)
         data_file = cache_path(CACHE_NAMESPACE, key, ".u8")
         index_file = cache_path(CACHE_NAMESPACE, key, ".index.npy")
-        index = _read_index(index_file, data_file, len(paths))
+        index = _read_index(index_file, data_file, len(paths), resize)
         if index is None:
             index = build(paths, resize, data_file, index_file)
         return cls(data_file, index)
@@ -103,24 +99,33 @@ class ImageCache:
         return {"data_file": self.data_file, "index": self.index, "_data": None}
 
 
-def _read_index(index_file: Path, data_file: Path, count: int) -> np.ndarray | None:
-    """The index of a complete entry, or None when missing or inconsistent with its data file."""
+def _read_index(index_file: Path, data_file: Path, count: int, resize: int) -> np.ndarray | None:
+    """The (count, 4) int64 index of a complete entry, or None when either file is missing or
+    the index does not describe exactly the images of `data_file` (see the module docstring)."""
     if not (index_file.is_file() and data_file.is_file()):
         return None
     try:
-        index = np.load(index_file)
-    except (OSError, ValueError):
+        index = np.load(index_file, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
         return None
-    if index.shape != (count, 4):
+    if index.dtype != np.int64 or index.shape != (count, 4):
         return None
-    total = int((index[:, 1] * index[:, 2] * index[:, 3]).sum())
-    if data_file.stat().st_size != total:
+    offsets, channels, heights, widths = index.T
+    sizes = channels * heights * widths
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    if (
+        (channels != 3).any()
+        or (np.minimum(heights, widths) != resize).any()
+        or (offsets != starts).any()
+        or data_file.stat().st_size != sizes.sum()
+    ):
         return None
     return index
 
 
 def build(paths: Sequence[Path], resize: int, data_file: Path, index_file: Path) -> np.ndarray:
     """Decode and resize every image, streaming the bytes into `data_file`; returns the index.
+    Each image is checked to be (3, H, W) uint8 and fills exactly its slot of 3 * H * W bytes.
     Memory use is one image at a time; both files are written atomically, the index last."""
     rows: list[tuple[int, int, int, int]] = []
 
@@ -128,11 +133,17 @@ def build(paths: Sequence[Path], resize: int, data_file: Path, index_file: Path)
         offset = 0
         with open(tmp, "wb") as out:
             for path in paths:
-                image = load_image(path, resize).contiguous()
-                image.numpy().tofile(out)
+                image = load_image(path, resize)
+                if image.dtype != torch.uint8 or image.ndim != 3 or image.shape[0] != 3:
+                    raise ValueError(
+                        f"{path}: expected a (3, H, W) uint8 image for the cache, got "
+                        f"{tuple(image.shape)} {image.dtype}"
+                    )
                 c, h, w = image.shape
+                out.write(image.contiguous().numpy().tobytes())
                 rows.append((offset, c, h, w))
                 offset += c * h * w
+                assert out.tell() == offset, f"{path}: image bytes overran their cache slot"
 
     atomic_write(data_file, write_data)
     index = np.array(rows, dtype=np.int64).reshape(-1, 4)

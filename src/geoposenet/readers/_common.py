@@ -10,7 +10,6 @@ not stop training, e.g. image files on disk that the format does not make frames
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Literal
@@ -175,23 +174,20 @@ def image_files(folder: Path, recursive: bool = False) -> list[Path]:
 def check_image(
     image: Path, mode: ImageCheck, path: Path, line: int | None, problems: Problems
 ) -> None:
-    """Check an image file referenced at `path`:`line`: existence and (mode 'decode') decoding."""
+    """Check an image file referenced at `path`:`line`: existence and (mode 'decode') decoding
+    with `geoposenet.images.decode_image`, what training uses, so the reasons are the same."""
     if mode == "none":
         return
     if not image.is_file():
         problems.add(path, f"image {image} not found", line)
         return
     if mode == "decode":
-        from torchvision.io import decode_image
+        from geoposenet.images import decode_image
 
         try:
-            with warnings.catch_warnings():
-                # torchvision 0.29 deprecates its decoders (for torchcodec, not a dependency);
-                # data.py decodes with them too, so they are the authority on "decodable".
-                warnings.simplefilter("ignore", DeprecationWarning)
-                decode_image(str(image))
-        except Exception as error:  # torchvision raises RuntimeError/ValueError on bad bytes
-            problems.add(path, f"image {image} cannot be decoded ({first_line(error)})", line)
+            decode_image(image)
+        except DatasetError as error:
+            problems.add(path, f"image {image} cannot be decoded ({error.reason})", line)
 
 
 def first_line(error: BaseException) -> str:
