@@ -66,6 +66,18 @@ def test_predict_json_and_csv_match_the_python_api(
     assert lines[0] == "image,x,y,z,qw,qx,qy,qz" and len(lines) == 4
 
 
+def test_predict_into_a_closed_pipe_is_quiet(trained_run: Path, tiny_scene_dir: Path) -> None:
+    """`geoposenet predict ... | head -1`: the reader leaves early; no traceback, exit 0."""
+    images = [str(f.image) for f in load_scene(tiny_scene_dir, split="test").frames]
+    command = [sys.executable, "-m", "geoposenet", "predict", str(trained_run), *images]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # before the first pose is written: every write meets EPIPE
+    err = process.stderr.read()
+    assert process.wait(timeout=120) == 0, err
+    assert "Traceback" not in err and "Error" not in err
+
+
 def test_export_onnx_matches_torch(trained_run: Path, tmp_path: Path) -> None:
     """The graph gives float32 centred positions and canonical quaternions; the helper adds the
     float64 offset from the metadata and equals PoseNet.predict."""
