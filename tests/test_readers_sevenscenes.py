@@ -137,3 +137,19 @@ def test_png_colour_images_are_preferred(tmp_path: Path) -> None:
     names = [f.name for f in scene.frames if f.sequence == "seq-02"]
     assert names[0] == "seq-02/frame-000000.color.png"
     assert names[1] == "seq-02/frame-000001.color.jpg"
+
+
+def test_corrupt_depth_png_is_a_problem_not_a_crash(tmp_path: Path) -> None:
+    """Damaged compressed data in a depth map: torchvision's PNG decoder crashed the process on
+    this (segfault); the reader reports the file instead."""
+    from geoposenet.readers import check_dataset
+
+    root = tmp_path / "stairs"
+    shutil.copytree(STAIRS, root)
+    depth = root / "seq-01" / "frame-000000.depth.png"
+    data = bytearray(depth.read_bytes())
+    for offset in (40, 400, 4000):
+        data[data.index(b"IDAT") + offset] ^= 0xFF
+    depth.write_bytes(bytes(data))
+    problems = check_dataset(root).problems
+    assert any(str(depth) in p and "cannot decode depth PNG" in p for p in problems), problems

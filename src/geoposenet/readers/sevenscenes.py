@@ -26,13 +26,11 @@ TrainSplit.txt or TestSplit.txt, and every listed one must exist. When both a .c
 from __future__ import annotations
 
 import re
-import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from geoposenet.cache import atomic_write, cache_path, fingerprint
 from geoposenet.errors import InputError
@@ -242,24 +240,25 @@ def backproject(
 
 
 def decode_depth(path: Path, problems: Problems) -> np.ndarray | None:
-    """A 7-Scenes depth PNG -> (480, 640) uint16 millimetres; None after reporting."""
-    from torchvision.io import ImageReadMode, decode_png, read_file
+    """A 7-Scenes depth PNG -> (480, 640) uint16 millimetres; None after reporting.
+    Decoded by PIL, not torchvision: torchvision 0.29's decode_png crashes the process
+    (segfault) on corrupt compressed data, where PIL raises an exception we can report."""
+    from PIL import Image
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # torchvision 0.29's decoders
-            depth = decode_png(read_file(str(path)), mode=ImageReadMode.UNCHANGED)
-    except Exception as error:  # torchvision raises RuntimeError on bad bytes
+        with Image.open(path) as image:
+            mode, size = image.mode, image.size
+            if image.format != "PNG" or mode not in ("I;16", "I;16B"):
+                problems.add(path, f"depth PNG must be 16-bit grey, got {image.format} {mode}")
+                return None
+            depth = np.asarray(image, dtype=np.uint16)
+    except Exception as error:  # PIL reports bad bytes as OSError, SyntaxError, ValueError...
         problems.add(path, f"cannot decode depth PNG ({first_line(error)})")
         return None
-    if depth.dtype != torch.uint16 or depth.shape[0] != 1:
-        problems.add(path, f"depth PNG must be 16-bit grey, got {depth.shape[0]} x {depth.dtype}")
+    if (size[1], size[0]) != DEPTH_SHAPE:
+        problems.add(path, f"depth PNG is {size[0]}x{size[1]}, expected 640x480")
         return None
-    if tuple(depth.shape[1:]) != DEPTH_SHAPE:
-        h, w = depth.shape[1:]
-        problems.add(path, f"depth PNG is {w}x{h}, expected 640x480")
-        return None
-    return depth[0].numpy()
+    return depth
 
 
 def _frame_points(entry: _Entry, depth: np.ndarray, count: int, seed: int) -> np.ndarray:
