@@ -235,7 +235,7 @@ def test_bad_crop_size(bad: object) -> None:
 
 def test_bad_arguments(scene: Scene) -> None:
     with pytest.raises(InputError, match="split"):
-        dataset(scene, "val")
+        dataset(scene, "validation")  # type: ignore[arg-type]  # "val" is a split now
     with pytest.raises(InputError, match="points_per_frame"):
         dataset(scene, points_per_frame=-1)
     only_train = Scene(scene.root, "t", "test", scene.split("train"), scene.points)
