@@ -2,8 +2,10 @@
 
 Every run is one `geoposenet train` command (printed, so it can be repeated by hand) with a fixed
 budget; runs go in parallel worker processes (one thread each by default) and resume if stopped.
-Then every final model (last epoch, no selection on the test set) is evaluated on the test
-sequences and the script writes, into --out:
+Every run holds out the trainer's default validation split (one of the room's four training
+walks); the one choice the study makes, beta, is made on it (lowest validation median position
+error, mean over seeds), never on the test sequences. Then every final model (last epoch) is
+evaluated on the test sequences and the script writes, into --out:
   results.md   the table (mean over seeds, each seed in brackets) and the commands; for
                learned weighting the final s_x, s_q and the beta they amount to,
                exp(s_x - s_q) (eq. 4 weighs L_q by that much relative to L_x);
@@ -19,7 +21,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import shlex
 import subprocess
 import time
@@ -39,10 +40,12 @@ from geoposenet.demo import baseline_errors
 from geoposenet.evaluation import frame_errors, pose_errors, summarize
 from geoposenet.geometry import project, quaternion_to_matrix
 from geoposenet.losses import ReprojectionLoss
+from geoposenet.machine import describe
 from geoposenet.models import ModelConfig, PoseNet
 from geoposenet.readers import load_scene
 from geoposenet.scene import Scene, Split
 from geoposenet.synthetic import synthesize
+from geoposenet.validation import hold_out
 
 BETAS = (3.0, 30.0, 120.0, 500.0, 2000.0)
 BACKBONES = {"efficientnet_lite0": "imagenet", "googlenet": "none"}
@@ -185,10 +188,25 @@ def retrieval_metrics(model: PoseNet, scene: Scene) -> dict[str, Any]:
     return summarize(*pose_errors(centre, quaternion, test.centres, test.quaternions))
 
 
-def seconds_of(run: Path) -> float:
-    """Wall-clock seconds of the run's epochs (training and evaluation), from its log."""
-    lines = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
-    return float(sum(line["time_s"] for line in lines))
+def log_of(run: Path) -> list[dict[str, Any]]:
+    """The run's log.jsonl records, one per epoch."""
+    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+
+
+def beta_of(label: str) -> float | None:
+    """The beta of a 'beta = B, L1 (eq. 2)' row label, else None."""
+    return float(label.split()[2].rstrip(",")) if label.startswith("beta = ") else None
+
+
+def chosen_beta(results: dict[str, Any], backbone: str) -> float | None:
+    """The beta with the lowest validation median position error (mean over seeds): the one
+    choice of the study, made on held-out training walks, never on the test sequences."""
+    scores: dict[float, list[float]] = {}
+    for record in results.values():
+        beta = beta_of(record["label"])
+        if record["backbone"] == backbone and beta is not None and "failed" not in record:
+            scores.setdefault(beta, []).append(record["validation"]["median_position_error_m"])
+    return min(scores, key=lambda b: float(np.mean(scores[b]))) if scores else None
 
 
 def evaluate_jobs(scene: Scene, jobs: list[Job]) -> dict[str, Any]:
@@ -214,7 +232,8 @@ def evaluate_jobs(scene: Scene, jobs: list[Job]) -> dict[str, Any]:
             "seed": job.seed,
             "metrics": summarize(errors.position_error_m, errors.rotation_error_deg),
             "loss_parameters": final_loss_parameters(job.run),
-            "train_seconds": seconds_of(job.run),
+            "validation": log_of(job.run)[-1]["val"],  # the last epoch is always evaluated
+            "train_seconds": float(sum(line["time_s"] for line in log_of(job.run))),
             "flags": job.flags,
         }
         if job.label == LEARNED:  # retrieval with the trained network's own features
@@ -283,12 +302,13 @@ def reprojection_table(jobs: list[Job], scene: Scene) -> str:
         " | median rotation (deg) | median position error along the optical axis (m) |",
         "|---|---|---|---|---|---|---|",
     ]
+    held, _ = hold_out(scene, "auto")  # "train": the frames the runs trained on
     for job in jobs:
         if job.label not in (LEARNED, FINETUNE, CONTROL) or not (job.run / "done").exists():
             continue
         model = PoseNet.from_checkpoint(job.run / "last.pt")
         for split in ("train", "test"):
-            m = reprojection_and_pose_errors(model, scene, split)
+            m = reprojection_and_pose_errors(model, held, split)
             lines.append(
                 f"| {job.backbone}, {job.seed} | {job.label} | {split}"
                 f" | {m['reprojection_mean']:.3f} | {m['median_position_error_m']:.3f}"
@@ -321,7 +341,9 @@ def cell(values: list[float], digits: int, percent: bool = False) -> str:
     return mean + suffix if len(values) == 1 else f"{mean}{suffix} ({', '.join(text)})"
 
 
-def row(name: str, metrics: list[dict[str, Any]], extra: str = "") -> str:
+def row(
+    name: str, metrics: list[dict[str, Any]], extra: str = "", validation: list[float] | None = None
+) -> str:
     def values(key: str) -> list[float]:
         return [float(m[key]) for m in metrics]
 
@@ -330,13 +352,14 @@ def row(name: str, metrics: list[dict[str, Any]], extra: str = "") -> str:
     return (
         f"| {name} | {cell(values('median_position_error_m'), 3)}"
         f" | {cell(values('median_rotation_error_deg'), 2)} | {cell(fine, 1, True)}"
-        f" | {cell(medium, 1, True)} | {extra} |"
+        f" | {cell(medium, 1, True)} | {cell(validation, 3) if validation else ''} | {extra} |"
     )
 
 
 HEADER = (
     "| method | median position (m) | median rotation (deg) | < 0.25 m, 2 deg | < 0.5 m, 5 deg"
-    " | final s_x, s_q (effective beta) |\n|---|---|---|---|---|---|"
+    " | validation median position (m) | final s_x, s_q (effective beta) |"
+    "\n|---|---|---|---|---|---|---|"
 )
 
 
@@ -350,14 +373,17 @@ def table(results: dict[str, Any], baselines: dict[str, dict[str, Any]], backbon
         mine = [r for r in records if r["label"] == label and "failed" not in r]
         if failed:
             reasons = "; ".join(f"seed {r['seed']}: {r['failed']}" for r in failed)
-            lines.append(f"| {label} | failed ({reasons}) | | | | |")
+            lines.append(f"| {label} | failed ({reasons}) | | | | | |")
         if not mine:
             continue
         extra = ""
         if mine[0]["loss_parameters"] is not None:
             pairs = [r["loss_parameters"] for r in mine]
             extra = "; ".join(f"{sx:.2f}, {sq:.2f} ({math.exp(sx - sq):.0f})" for sx, sq in pairs)
-        lines.append(row(label, [r["metrics"] for r in mine], extra))
+        if beta_of(label) is not None and beta_of(label) == chosen_beta(results, backbone):
+            label = f"{label}, chosen on validation"
+        validation = [r["validation"]["median_position_error_m"] for r in mine]
+        lines.append(row(label, [r["metrics"] for r in mine], extra, validation))
     learned = [r for r in records if r["label"] == LEARNED and "retrieval" in r]
     if learned:
         lines.append(row("retrieval, features of the learned-weighting model",
@@ -437,8 +463,7 @@ def main() -> None:
     baselines = baseline_metrics(scene)
     sections = [
         f"# Loss study on the synthetic room ({len(seeds)} seeds: {args.seeds})\n",
-        f"Budget per run: {budget}; machine: {platform.processor() or platform.machine()},"
-        f" {os.cpu_count()} cores, torch {torch.__version__}.\n",
+        f"Budget per run: {budget}; measured on {describe()}.\n",
     ]
     for backbone in backbones:
         sections.append(f"## {backbone} (pretrained: {BACKBONES[backbone]})\n")
