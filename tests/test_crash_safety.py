@@ -31,7 +31,7 @@ FLAGS = [
     "--lr", "1e-3", "--no-progress", "--eval-every", "2",
 ]  # fmt: skip
 # --eval-every 2: the first evaluation (so the first best.pt, chosen on validation) is at epoch 2
-RUN_FILES = {"config.json", "log.jsonl", "last.pt", "best.pt", "tensorboard"}  # tensorboard/:
+RUN_FILES = {"config.toml", "log.jsonl", "last.pt", "best.pt", "tensorboard"}  # tensorboard/:
 # only when the optional tensorboard package is installed
 TIMEOUT = 120
 
@@ -112,14 +112,14 @@ def test_kill_9_at_random_moments_then_resume_equals_uninterrupted(
 ) -> None:
     # The same command (with --resume, a fresh start while there is no last.pt) is started and
     # killed three times, each time at a seeded random moment after it began training (it
-    # rewrites config.json just before its first step), then run to the end.
+    # rewrites config.toml just before its first step), then run to the end.
     rng = random.Random(9)
     run = tmp_path / "run"
     killed = 0
     for _ in range(3):
-        before = inode(run / "config.json")
+        before = inode(run / "config.toml")
         process = start(command(tiny_scene_dir, run, "--resume"))
-        wait_for(lambda old=before: inode(run / "config.json") not in (None, old), process)
+        wait_for(lambda old=before: inode(run / "config.toml") not in (None, old), process)
         time.sleep(rng.uniform(0.05, 0.6))
         process.kill()
         process.communicate(timeout=TIMEOUT)

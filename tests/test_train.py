@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,8 @@ import torch
 from geoposenet.checkpoint import load_checkpoint
 from geoposenet.config import TrainConfig, resolve_config
 from geoposenet.errors import InputError, TrainingError, TrainingInterrupted
-from geoposenet.train import EpochBatches, fit, learning_rate
+from geoposenet.step import EpochBatches, learning_rate
+from geoposenet.train import fit
 
 
 def tiny_config(data: Path, out: Path, **overrides: Any) -> TrainConfig:
@@ -57,12 +59,12 @@ def test_loss_falls_and_run_files(tiny_scene_dir: Path, tmp_path: Path) -> None:
     for split in ("val", "test"):  # both evaluated and logged; best.pt chosen on "val" only
         assert split in records[2] and split in records[5] and split not in records[0]
     assert {"s_x", "s_q"} <= records[0]["train"].keys()
-    for name in ("config.json", "last.pt", "best.pt"):
+    for name in ("config.toml", "last.pt", "best.pt"):
         assert (run / name).is_file()
     checkpoint = load_checkpoint(run / "last.pt")
     assert checkpoint["epoch"] == 6 and checkpoint["batch"] == 0
     assert checkpoint["train_config"]["backbone"] == "mobilenet_v3_small"
-    assert json.loads((run / "config.json").read_text())["lr"] == 1e-3
+    assert tomllib.loads((run / "config.toml").read_text())["recipe"]["lr"] == 1e-3
 
 
 def test_weighting_lr_moves_s_x_and_s_q_faster(tiny_scene_dir: Path, tmp_path: Path) -> None:
