@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import json
 import math
+import tomllib
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from geoposenet.config import SETTINGS, TrainConfig
 from geoposenet.errors import InputError
