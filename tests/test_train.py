@@ -223,3 +223,39 @@ def test_learning_rate_schedules() -> None:
     assert learning_rate(config, 2, 5, 10) == pytest.approx(0.5)
     step = TrainConfig(lr=1.0, epochs=4, schedule="step")
     assert [learning_rate(step, e, 0, 10) for e in range(4)] == pytest.approx([1, 1, 0.1, 0.01])
+
+
+def test_epoch_summary_lines_logged_lr_and_closing_table(
+    tiny_scene_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without a progress bar (and stdout not a terminal) every epoch leaves one line; the
+    logged lr is the one the epoch's first step used, also during warm-up."""
+    config = tiny_config(
+        tiny_scene_dir, tmp_path / "run", epochs=2, warmup_epochs=1, schedule="cosine",
+        eval_every=1, val="auto",
+    )  # fmt: skip
+    run = fit(config, progress=False)
+    out = capsys.readouterr().out
+    records = log(run)
+    from geoposenet.readers import load_scene
+    from geoposenet.validation import hold_out
+
+    training = len(hold_out(load_scene(tiny_scene_dir), "auto")[0].split("train"))
+    batches = training // config.batch_size
+    assert [r["lr"] for r in records] == [
+        learning_rate(config, epoch, 0, batches) for epoch in (0, 1)
+    ]
+    assert records[0]["lr"] == pytest.approx(1e-3 / batches)  # not the 1e-3 after warm-up
+    lines = [line for line in out.splitlines() if line.startswith("epoch ")]
+    assert len(lines) == 2
+    for line, record in zip(lines, records, strict=True):
+        for part in ("loss", "position", "orientation", "s_x", "s_q", "images/s"):
+            assert part in line
+        assert f"lr {record['lr']:.3g}" in line
+        median = record["val"]["median_position_error_m"]
+        assert f"val {median:.3f} m" in line and "test " in line
+    best = min(records, key=lambda r: r["val"]["median_position_error_m"])
+    assert (
+        f"| {best['epoch'] + 1} (best) | val | {best['val']['median_position_error_m']:.3f}" in out
+    )
+    assert f"files: {run / 'last.pt'}, {run / 'best.pt'}" in out

@@ -73,11 +73,11 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not isinstance(content, dict) or content.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a geoposenet checkpoint")
     if content.get("version") not in READABLE:
-        writer = content.get("written_by", "an unknown geoposenet")
+        writer = content.get("written_by")
+        by = f"geoposenet {writer}" if writer else "a geoposenet that did not record its version"
         raise CheckpointError(
-            f"{path}: checkpoint format version {content.get('version')!r}, written by "
-            f"geoposenet {writer}; this geoposenet ({__version__}) reads versions "
-            f"{', '.join(map(str, READABLE))}"
+            f"{path}: checkpoint format version {content.get('version')!r}, written by {by}; "
+            f"this geoposenet ({__version__}) reads versions {', '.join(map(str, READABLE))}"
         )
     for key in ("model_config", "model"):
         if not isinstance(content.get(key), dict):

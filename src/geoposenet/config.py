@@ -194,7 +194,12 @@ def recipe_changes(stored: dict[str, Any], config: TrainConfig) -> list[str]:
     run's recipe, as `to_dict` wrote it)."""
     before = TrainConfig.from_dict(stored).recipe()
     return [
-        f"{key}: {before[key]!r} -> {value!r}"
+        f"{key}: {_shown(before[key])} -> {_shown(value)}"
         for key, value in config.recipe().items()
         if before[key] != value
     ]
+
+
+def _shown(value: Any) -> str:
+    """A setting's value in a message: a crop as HxW, anything else as its repr."""
+    return f"{value[0]}x{value[1]}" if isinstance(value, list | tuple) else repr(value)

@@ -31,7 +31,7 @@ from geoposenet.devices import check_amp, set_threads
 from geoposenet.distributed import Objective, World, launch, per_rank_batch, predict_sharded
 from geoposenet.errors import InputError, TrainingError, TrainingInterrupted
 from geoposenet.metrics import pose_errors, summarize
-from geoposenet.parts import build_parts, true_poses
+from geoposenet.parts import TrainingParts, build_parts, true_poses
 from geoposenet.rundir import open_run, prepare_run
 from geoposenet.runlog import (
     MEDIANS,
@@ -67,6 +67,24 @@ class _StopSignals:
     def __exit__(self, *exc: object) -> None:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
+
+
+def evaluate_splits(world: World, parts: TrainingParts, batch_size: int) -> dict[str, Any]:
+    """Metrics of the validation split (when there is one) and of the test split, keyed by
+    split. Each process predicts its shard of the frames (`batch_size` at a time) with rank 0's
+    BatchNorm statistics; the shards are gathered so every process has the same metrics."""
+    world.broadcast_buffers(parts.model)
+    metrics: dict[str, Any] = {}
+    splits: tuple[tuple[Split, PoseDataset | None], ...] = (
+        ("val", parts.val_set),
+        ("test", parts.test_set),
+    )
+    for split, dataset in splits:
+        if dataset is not None:
+            position, quaternion = predict_sharded(world, parts.model, dataset, batch_size)
+            errors = pose_errors(position, quaternion, *true_poses(parts.scene, split))
+            metrics[split] = summarize(*errors)
+    return metrics
 
 
 class Trainer:
@@ -124,26 +142,6 @@ class Trainer:
             progress=self.progress,
         )
         save_checkpoint(path, state.to_checkpoint())
-
-    def evaluate(self) -> dict[str, Any]:
-        """Metrics of the validation split (when there is one) and of the test split, keyed by
-        split. Each process predicts its shard of the frames with rank 0's BatchNorm statistics;
-        the shards are gathered so every process has the same metrics."""
-        parts = self.parts
-        self.world.broadcast_buffers(parts.model)
-        metrics: dict[str, Any] = {}
-        splits: tuple[tuple[Split, PoseDataset | None], ...] = (
-            ("val", parts.val_set),
-            ("test", parts.test_set),
-        )
-        for split, dataset in splits:
-            if dataset is not None:
-                position, quaternion = predict_sharded(
-                    self.world, parts.model, dataset, self.per_rank
-                )
-                errors = pose_errors(position, quaternion, *true_poses(parts.scene, split))
-                metrics[split] = summarize(*errors)
-        return metrics
 
     def train_epoch(self, stop: _StopSignals) -> dict[str, Any]:
         """Train from (epoch, batch) to the end of the epoch or a stop signal; the epoch's log
@@ -211,7 +209,7 @@ class Trainer:
         progress, config = self.progress, self.config
         progress.epoch, progress.batch = progress.epoch + 1, 0
         if progress.epoch % config.eval_every == 0 or progress.epoch == config.epochs:
-            progress.metrics = self.evaluate()
+            progress.metrics = evaluate_splits(self.world, self.parts, self.per_rank)
             for split, metrics in progress.metrics.items():
                 record[split] = {k: metrics[k] for k in MEDIANS}
             if "val" in progress.metrics:  # chosen on validation only, never on test
