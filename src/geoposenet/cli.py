@@ -136,8 +136,7 @@ def _add_train(sub: argparse._SubParsersAction) -> Handler:
         from geoposenet.runconfig import train_config
         from geoposenet.train import fit
 
-        given = {k: v for k, v in vars(args).items() if k in SETTINGS}
-        given = {k: str(v) if k in ("data", "out") else v for k, v in given.items()}
+        given = {k: v for k, v in vars(args).items() if k in SETTINGS}  # only what was set
         run_dir = Path(args.resume) if isinstance(args.resume, str) else None
         config = train_config(given, args.config, run_dir)
         run_dir = fit(config, resume=args.resume is not None)

@@ -41,7 +41,7 @@ def stored_settings(run: Path) -> dict[str, Any]:
         from geoposenet.checkpoint import load_checkpoint
         from geoposenet.runstate import RunState
 
-        return RunState.from_checkpoint(load_checkpoint(run / "last.pt"), run / "last.pt").recipe
+        return RunState.from_checkpoint(load_checkpoint(run / "last.pt"), run / "last.pt").config
     if (run / NAME).is_file():
         return read_config_file(run / NAME)
     raise InputError(

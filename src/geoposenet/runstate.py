@@ -55,11 +55,6 @@ class RunState:
     progress: Progress
     written_by: str = __version__
 
-    @property
-    def recipe(self) -> dict[str, Any]:
-        """The run's settings as written (recipe and options)."""
-        return self.config
-
     def to_checkpoint(self) -> dict[str, Any]:
         """The checkpoint content (save_checkpoint adds the format and version)."""
         p = self.progress
