@@ -37,10 +37,11 @@ from geoposenet.cache import cache_root
 from geoposenet.checkpoint import load_checkpoint
 from geoposenet.data import PoseDataset
 from geoposenet.demo import baseline_errors
-from geoposenet.evaluation import frame_errors, pose_errors, summarize
+from geoposenet.evaluation import frame_errors
 from geoposenet.geometry import project, quaternion_to_matrix
 from geoposenet.losses import ReprojectionLoss
 from geoposenet.machine import describe
+from geoposenet.metrics import pose_errors, summarize
 from geoposenet.models import ModelConfig, PoseNet
 from geoposenet.readers import load_scene
 from geoposenet.scene import Scene, Split

@@ -158,3 +158,34 @@ def test_console_script_help_and_exit_code() -> None:
         [sys.executable, "-m", "geoposenet", "train"], capture_output=True, text=True
     )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def test_demo_interrupted_says_rerun_demo_and_continues(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import signal
+
+    import torch
+
+    out = tmp_path / "demo"
+    args = ["demo", "--preset", "tiny", "--out", str(out), "--backbone", "mobilenet_v3_small",
+            "--pretrained", "none", "--device", "cpu", "--threads", "1"]  # fmt: skip
+    step = torch.optim.Adam.step
+
+    def step_then_interrupt(self: torch.optim.Adam, *a: object, **k: object) -> object:
+        result = step(self, *a, **k)
+        os.kill(os.getpid(), signal.SIGINT)
+        return result
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step_then_interrupt)
+    assert main(args) == 128 + signal.SIGINT
+    err = capsys.readouterr().err
+    assert f"Continue with: geoposenet demo --out {out}" in err and "train --resume" not in err
+    monkeypatch.undo()
+    assert main(args) == 0  # continues the interrupted stage
+    assert len(json.loads((out / "metrics.json").read_text())) == 4
+    records = [
+        json.loads(x) for x in (out / "stage1-learned" / "log.jsonl").read_text().splitlines()
+    ]
+    assert [r["epoch"] for r in records] == [0, 1]

@@ -31,7 +31,7 @@ FLAGS = [
     "--lr", "1e-3", "--no-progress", "--eval-every", "2",
 ]  # fmt: skip
 # --eval-every 2: the first evaluation (so the first best.pt, chosen on validation) is at epoch 2
-RUN_FILES = {"config.json", "log.jsonl", "last.pt", "best.pt", "tensorboard"}  # tensorboard/:
+RUN_FILES = {"config.toml", "log.jsonl", "last.pt", "best.pt", "tensorboard"}  # tensorboard/:
 # only when the optional tensorboard package is installed
 TIMEOUT = 120
 
@@ -112,14 +112,14 @@ def test_kill_9_at_random_moments_then_resume_equals_uninterrupted(
 ) -> None:
     # The same command (with --resume, a fresh start while there is no last.pt) is started and
     # killed three times, each time at a seeded random moment after it began training (it
-    # rewrites config.json just before its first step), then run to the end.
+    # rewrites config.toml just before its first step), then run to the end.
     rng = random.Random(9)
     run = tmp_path / "run"
     killed = 0
     for _ in range(3):
-        before = inode(run / "config.json")
+        before = inode(run / "config.toml")
         process = start(command(tiny_scene_dir, run, "--resume"))
-        wait_for(lambda old=before: inode(run / "config.json") not in (None, old), process)
+        wait_for(lambda old=before: inode(run / "config.toml") not in (None, old), process)
         time.sleep(rng.uniform(0.05, 0.6))
         process.kill()
         process.communicate(timeout=TIMEOUT)
@@ -226,3 +226,68 @@ def test_diverging_run_names_step_parts_and_cause_and_keeps_last_good_epoch(
     else:
         assert load_checkpoint(run / "last.pt")["epoch"] == epoch - 1
         assert f"{run / 'last.pt'} keeps the last good epoch" in err
+
+
+EXP_TOML = """# the settings of FLAGS, as a user writes them
+[recipe]
+preset = "cpu"
+backbone = "mobilenet_v3_small"
+pretrained = "none"
+resize = 48
+crop = "48x64"
+batch_size = 4
+lr = 1e-3
+
+[options]
+epochs = 4
+eval_every = 2
+progress = false
+"""
+
+
+def test_config_file_ctrl_c_then_resume_by_folder_equals_uninterrupted(
+    reference: Path, tiny_scene_dir: Path, tmp_path: Path
+) -> None:
+    """`train DATA --out RUN --config exp.toml`, Ctrl-C, then `train --resume RUN` and nothing
+    else: the run continues with its own settings, bitwise as the uninterrupted run ends."""
+    exp = tmp_path / "exp.toml"
+    exp.write_text(EXP_TOML)
+    run = tmp_path / "run"
+    args = [sys.executable, "-m", "geoposenet", "train", str(tiny_scene_dir), "--out", str(run)]
+    process = start([*args, "--config", str(exp)])
+    wait_for(lambda: (run / "log.jsonl").exists(), process)  # in the 2nd of 4 epochs
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=TIMEOUT)
+    assert process.returncode == 128 + signal.SIGINT, err
+    assert f"Continue with: geoposenet train --resume {run} " in err
+    state = load_checkpoint(run / "last.pt")
+    assert (1, 0) < (state["epoch"], state["batch"]) < (4, 0)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "geoposenet", "train", "--resume", str(run)],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_run(reference, run)
+
+
+def test_resume_by_folder_options_win_and_recipe_changes_are_refused(
+    reference: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+    import tomllib
+
+    run = tmp_path / "run"
+    shutil.copytree(reference, run)
+    before = (run / "last.pt").read_bytes()
+    assert main(["train", "--resume", str(run), "--lr", "0.01", "--crop", "48x48"]) == 2
+    err = capsys.readouterr().err
+    assert "lr: 0.001 -> 0.01" in err and "crop: 48x64 -> 48x48" in err
+    assert (run / "last.pt").read_bytes() == before  # nothing written
+    assert main(["train", "--resume", str(run), "--epochs", "5", "--eval-every", "5"]) == 0
+    assert [r["epoch"] for r in log(run)] == [0, 1, 2, 3, 4] and "test" in log(run)[4]
+    options = tomllib.loads((run / "config.toml").read_text())["options"]
+    assert (options["epochs"], options["eval_every"]) == (5, 5)
+    assert load_checkpoint(run / "last.pt")["epoch"] == 5

@@ -11,6 +11,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch.utils.data import DataLoader
 from torchvision.io import encode_jpeg, write_png
 from torchvision.transforms.v2 import functional as F
 
@@ -19,13 +20,11 @@ from geoposenet.data import (
     PoseDataset,
     augment_batch,
     crop_origin,
-    crop_size,
-    make_loader,
-    set_epoch,
 )
 from geoposenet.errors import DatasetError, InputError
 from geoposenet.imagecache import load_image
 from geoposenet.scene import Frame, Scene
+from geoposenet.step import EpochBatches
 
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding:DeprecationWarning")
 
@@ -132,7 +131,7 @@ def test_item_has_documented_format(scene: Scene) -> None:
 
 def test_batch_from_loader(scene: Scene) -> None:
     data = dataset(scene)
-    batch = next(iter(make_loader(data, batch_size=3, shuffle=False)))
+    batch = next(iter(DataLoader(data, batch_size=3)))
     assert batch["image"].shape == (3, 3, 20, 24) and batch["image"].dtype == torch.uint8
     assert batch["position"].shape == (3, 3) and batch["quaternion"].shape == (3, 4)
     assert batch["points"].shape == (3, 8, 3) and batch["points_mask"].shape == (3, 8)
@@ -228,9 +227,9 @@ def test_crop_larger_than_the_resized_image_is_an_input_error(scene: Scene, cach
 
 
 @pytest.mark.parametrize("bad", [0, -3, (10, 0), (2.5, 3)])
-def test_bad_crop_size(bad: object) -> None:
+def test_bad_crop_size(scene: Scene, bad: object) -> None:
     with pytest.raises(InputError, match="crop"):
-        crop_size(bad)  # type: ignore[arg-type]
+        dataset(scene, crop=bad)
 
 
 def test_bad_arguments(scene: Scene) -> None:
@@ -316,24 +315,31 @@ def test_train_crop_is_a_window_of_the_resized_image(
 
 
 def test_loader_order_is_fixed_by_seed_and_epoch(scene: Scene) -> None:
+    """The trainer's loader: EpochBatches as the batch sampler, the dataset at the same epoch."""
+
+    def loader(seed: int, epoch: int, batch_size: int = 2) -> DataLoader:
+        data = dataset(scene)
+        batches = EpochBatches(len(data), batch_size, seed)
+        batches.epoch = epoch
+        data.set_epoch(epoch)
+        return DataLoader(data, batch_sampler=batches)
+
     def order(seed: int, epoch: int) -> list[int]:
-        loader = make_loader(dataset(scene), batch_size=2, shuffle=True, seed=seed)
-        set_epoch(loader, epoch)
-        return [i for batch in loader for i in batch["index"].tolist()]
+        return [i for batch in loader(seed, epoch) for i in batch["index"].tolist()]
 
     assert sorted(order(0, 0)) == [0, 1, 2, 3]
     assert order(0, 3) == order(0, 3)
     assert len({tuple(order(0, e)) for e in range(6)}) > 1
-    loader = make_loader(dataset(scene), batch_size=4, shuffle=False, drop_last=True)
-    assert [b["index"].tolist() for b in loader] == [[0, 1, 2, 3]]
+    whole = [sorted(b["index"].tolist()) for b in loader(0, 0, batch_size=4)]
+    assert whole == [[0, 1, 2, 3]]
 
 
 def test_persistent_workers_follow_set_epoch(scene: Scene) -> None:
     data = dataset(scene, crop=12)
-    loader = make_loader(data, batch_size=4, shuffle=False, num_workers=1)
+    loader = DataLoader(data, batch_size=4, num_workers=1, persistent_workers=True)
     assert loader.persistent_workers
     for epoch in (0, 1):
-        set_epoch(loader, epoch)
+        data.set_epoch(epoch)
         batch = next(iter(loader))
         expected = torch.stack([data[i]["image"] for i in range(4)])
         assert torch.equal(batch["image"], expected)

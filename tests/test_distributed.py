@@ -33,7 +33,7 @@ from geoposenet.config import TrainConfig, resolve_config
 from geoposenet.distributed import World, merge_shards, per_rank_batch
 from geoposenet.errors import InputError, TrainingInterrupted
 from geoposenet.models import PoseNet
-from geoposenet.train import EpochBatches
+from geoposenet.step import EpochBatches
 
 WORLD = 2
 FAST = {
@@ -80,15 +80,15 @@ def _worker(rank: int, config: dict[str, Any], resume: bool, port: int, stop_at:
     torch.set_num_threads(1)
     PoseNet.train = frozen_batchnorm_train  # type: ignore[method-assign,assignment]
     out = Path(config["out"])
-    fit_run = train._Trainer.fit
+    fit_run = train.Trainer.fit
 
-    def fit_and_save(self: train._Trainer) -> Path:
+    def fit_and_save(self: train.Trainer) -> Path:
         run = fit_run(self)
-        state = {"model": self.model.state_dict(), "loss": self.loss.state_dict()}
+        state = {"model": self.parts.model.state_dict(), "loss": self.parts.loss.state_dict()}
         torch.save(state, out / f"rank{rank}.pt")
         return run
 
-    train._Trainer.fit = fit_and_save  # type: ignore[method-assign]
+    train.Trainer.fit = fit_and_save  # type: ignore[method-assign]
     if stop_at and rank == 1:
         step = torch.optim.Adam.step
         count = {"steps": 0}
@@ -228,7 +228,7 @@ def test_torchrun_command_line(tiny_scene_dir: Path, tmp_path: Path) -> None:
     assert [r["epoch"] for r in records] == [0, 1, 2]
     assert records[-1]["train"]["loss"] < records[0]["train"]["loss"]
     names = {p.name for p in run.iterdir()}
-    assert names <= {"config.json", "log.jsonl", "last.pt", "best.pt", "tensorboard"}
+    assert names <= {"config.toml", "log.jsonl", "last.pt", "best.pt", "tensorboard"}
     assert load_checkpoint(run / "last.pt")["train_config"]["batch_size"] == 4
 
     model = PoseNet.from_checkpoint(run / "last.pt")

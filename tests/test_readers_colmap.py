@@ -78,7 +78,7 @@ def test_model_round_trips(tmp_path: Path, kind: str, where: str) -> None:
         expected = truth[frame.name]
         assert np.allclose(frame.centre, expected["centre"], atol=1e-9)
         assert np.allclose(frame.quaternion, expected["q"], atol=1e-9)
-        assert {tuple(p) for p in scene.frame_points(frame)} == expected["seen"]
+        assert {tuple(p) for p in scene.points[frame.point_ids]} == expected["seen"]
         assert frame.sequence == frame.name.split("/")[0]
         assert frame.image == tmp_path.resolve() / "images" / frame.name
     # Every 8th image in name order is a test image: the 1st and the 9th.

@@ -69,7 +69,7 @@ def test_backprojected_points_match_a_hand_computation() -> None:
             Image.open(STAIRS / f"{name}.depth.png")
         )  # decoded by PIL, not torchvision
         valid = (depth > 0) & (depth < 65535)
-        points = scene.frame_points(frame)
+        points = scene.points[frame.point_ids]
         assert len(points) == valid.sum()
         pose = _hand_pose(STAIRS / f"{name}.pose.txt")
         for u, v in ((320, 240), (600, 400), (500, 100), (50, 300)):
@@ -88,8 +88,8 @@ def test_subsample_is_seeded_and_inside_the_full_set() -> None:
     c = load_scene(STAIRS, points_per_frame=50, seed=4, cache=False)
     assert np.array_equal(a.points, b.points) and not np.array_equal(a.points, c.points)
     frame_full, frame_a = full.frames[0], a.frames[0]
-    all_points = {tuple(p) for p in full.frame_points(frame_full)}
-    assert all(tuple(p) in all_points for p in a.frame_points(frame_a))
+    all_points = {tuple(p) for p in full.points[frame_full.point_ids]}
+    assert all(tuple(p) in all_points for p in a.points[frame_a.point_ids])
     assert len(load_scene(STAIRS, points_per_frame=0).points) == 0
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from geoposenet.evaluation import FrameErrors, summarize
+from geoposenet.metrics import FrameErrors, summarize
 from geoposenet.report import (
     ground_axes,
     metrics_table,

@@ -77,8 +77,8 @@ def test_formats_load_to_the_same_poses_and_points(tiny: dict[str, Path]) -> Non
     # Cambridge (NVM) and COLMAP carry the renderer's points: the same ones in every frame.
     seen = 0
     for key in keys:
-        a = scenes["cambridge"].frame_points(frames["cambridge"][key])
-        b = scenes["colmap"].frame_points(frames["colmap"][key])
+        a = scenes["cambridge"].points[frames["cambridge"][key].point_ids]
+        b = scenes["colmap"].points[frames["colmap"][key].point_ids]
         assert len(a) == len(b)
         np.testing.assert_allclose(np.sort(a, axis=0), np.sort(b, axis=0), atol=1e-6)
         seen += len(a)
@@ -102,7 +102,7 @@ def test_visible_points_land_on_the_rendered_surface(tiny: dict[str, Path]) -> N
     depth_k = torch.tensor([[585.0, 0, 320], [0, 585.0, 240], [0, 0, 1]], dtype=torch.float64)
     errors = []
     for frame in scene.frames:
-        points = torch.from_numpy(scene.frame_points(frame))
+        points = torch.from_numpy(scene.points[frame.point_ids])
         centre, q = torch.from_numpy(frame.centre), torch.from_numpy(frame.quaternion)
         uv, z = project(points, centre, q, _intrinsics())
         assert (z > 0).all()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,8 @@ import torch
 from geoposenet.checkpoint import load_checkpoint
 from geoposenet.config import TrainConfig, resolve_config
 from geoposenet.errors import InputError, TrainingError, TrainingInterrupted
-from geoposenet.train import EpochBatches, fit, learning_rate
+from geoposenet.step import EpochBatches, learning_rate
+from geoposenet.train import fit
 
 
 def tiny_config(data: Path, out: Path, **overrides: Any) -> TrainConfig:
@@ -57,12 +59,12 @@ def test_loss_falls_and_run_files(tiny_scene_dir: Path, tmp_path: Path) -> None:
     for split in ("val", "test"):  # both evaluated and logged; best.pt chosen on "val" only
         assert split in records[2] and split in records[5] and split not in records[0]
     assert {"s_x", "s_q"} <= records[0]["train"].keys()
-    for name in ("config.json", "last.pt", "best.pt"):
+    for name in ("config.toml", "last.pt", "best.pt"):
         assert (run / name).is_file()
     checkpoint = load_checkpoint(run / "last.pt")
     assert checkpoint["epoch"] == 6 and checkpoint["batch"] == 0
     assert checkpoint["train_config"]["backbone"] == "mobilenet_v3_small"
-    assert json.loads((run / "config.json").read_text())["lr"] == 1e-3
+    assert tomllib.loads((run / "config.toml").read_text())["recipe"]["lr"] == 1e-3
 
 
 def test_weighting_lr_moves_s_x_and_s_q_faster(tiny_scene_dir: Path, tmp_path: Path) -> None:
@@ -221,3 +223,39 @@ def test_learning_rate_schedules() -> None:
     assert learning_rate(config, 2, 5, 10) == pytest.approx(0.5)
     step = TrainConfig(lr=1.0, epochs=4, schedule="step")
     assert [learning_rate(step, e, 0, 10) for e in range(4)] == pytest.approx([1, 1, 0.1, 0.01])
+
+
+def test_epoch_summary_lines_logged_lr_and_closing_table(
+    tiny_scene_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without a progress bar (and stdout not a terminal) every epoch leaves one line; the
+    logged lr is the one the epoch's first step used, also during warm-up."""
+    config = tiny_config(
+        tiny_scene_dir, tmp_path / "run", epochs=2, warmup_epochs=1, schedule="cosine",
+        eval_every=1, val="auto",
+    )  # fmt: skip
+    run = fit(config, progress=False)
+    out = capsys.readouterr().out
+    records = log(run)
+    from geoposenet.readers import load_scene
+    from geoposenet.validation import hold_out
+
+    training = len(hold_out(load_scene(tiny_scene_dir), "auto")[0].split("train"))
+    batches = training // config.batch_size
+    assert [r["lr"] for r in records] == [
+        learning_rate(config, epoch, 0, batches) for epoch in (0, 1)
+    ]
+    assert records[0]["lr"] == pytest.approx(1e-3 / batches)  # not the 1e-3 after warm-up
+    lines = [line for line in out.splitlines() if line.startswith("epoch ")]
+    assert len(lines) == 2
+    for line, record in zip(lines, records, strict=True):
+        for part in ("loss", "position", "orientation", "s_x", "s_q", "images/s"):
+            assert part in line
+        assert f"lr {record['lr']:.3g}" in line
+        median = record["val"]["median_position_error_m"]
+        assert f"val {median:.3f} m" in line and "test " in line
+    best = min(records, key=lambda r: r["val"]["median_position_error_m"])
+    assert (
+        f"| {best['epoch'] + 1} (best) | val | {best['val']['median_position_error_m']:.3f}" in out
+    )
+    assert f"files: {run / 'last.pt'}, {run / 'best.pt'}" in out

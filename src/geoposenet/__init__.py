@@ -14,7 +14,7 @@ _EXPORTS = {
     "Frame": "geoposenet.scene",
     "PoseNet": "geoposenet.models",
     "fit": "geoposenet.train",
-    "TrainConfig": "geoposenet.train",
+    "TrainConfig": "geoposenet.config",
     "evaluate": "geoposenet.evaluation",
     "InputError": "geoposenet.errors",
     "DatasetError": "geoposenet.errors",
@@ -34,12 +34,13 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from geoposenet.config import TrainConfig
     from geoposenet.errors import DatasetError, InputError
     from geoposenet.evaluation import evaluate
     from geoposenet.models import PoseNet
     from geoposenet.readers import load_scene
     from geoposenet.scene import Frame, Scene
-    from geoposenet.train import TrainConfig, fit
+    from geoposenet.train import fit
 
 
 def __getattr__(name: str) -> Any:

@@ -1,9 +1,9 @@
 """Checkpoint files: written atomically, read with torch.load(weights_only=True).
 
-A checkpoint is a dict of plain data and tensors:
-  format, version, model_config (dict), model (state dict, incl. the scene offset buffer),
-  and for training checkpoints train_config, epoch, step, optimizer, loss (state dicts), rng,
-  metrics. Nothing in it is a pickled Python object, so loading one never runs code.
+A checkpoint is a dict of plain data and tensors: format, version, model_config (dict), model
+(state dict, incl. the scene offset buffer), and for training checkpoints the rest of a
+geoposenet.runstate.RunState. Nothing in it is a pickled Python object, so loading one never runs
+code. Format versions: 1 (geoposenet 0.1.0) and 2 (adds written_by) are read; 2 is written.
 """
 
 from __future__ import annotations
@@ -15,11 +15,13 @@ from typing import Any
 
 import torch
 
+from geoposenet import __version__
 from geoposenet.cache import atomic_write
 from geoposenet.errors import CheckpointError
 
 FORMAT = "geoposenet-checkpoint"
-VERSION = 1
+VERSION = 2
+READABLE = (1, 2)
 
 
 def save_checkpoint(path: Path, content: dict[str, Any]) -> None:
@@ -70,10 +72,12 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: not a readable checkpoint ({reason})") from error
     if not isinstance(content, dict) or content.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a geoposenet checkpoint")
-    if content.get("version") != VERSION:
+    if content.get("version") not in READABLE:
+        writer = content.get("written_by")
+        by = f"geoposenet {writer}" if writer else "a geoposenet that did not record its version"
         raise CheckpointError(
-            f"{path}: checkpoint format version {content.get('version')!r}; "
-            f"this geoposenet reads version {VERSION}"
+            f"{path}: checkpoint format version {content.get('version')!r}, written by {by}; "
+            f"this geoposenet ({__version__}) reads versions {', '.join(map(str, READABLE))}"
         )
     for key in ("model_config", "model"):
         if not isinstance(content.get(key), dict):

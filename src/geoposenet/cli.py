@@ -14,11 +14,13 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
+from geoposenet import __version__
+from geoposenet.choices import BACKBONE_NAMES, DATASET_FORMATS, FORMATS
 from geoposenet.errors import InputError, TrainingError, TrainingInterrupted
 
 Handler = Callable[[argparse.Namespace], int]
-FORMATS = ("auto", "cambridge", "7scenes", "colmap")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -31,9 +33,16 @@ class _Parser(argparse.ArgumentParser):
 def _add_synth(sub: argparse._SubParsersAction) -> Handler:
     p = sub.add_parser("synth", help="render the built-in synthetic scene into a dataset folder")
     p.add_argument("out", type=Path, help="output dataset folder")
-    p.add_argument("--preset", choices=("room", "tiny"), default="room")
-    p.add_argument("--format", choices=FORMATS[1:], default="cambridge")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--preset", choices=("room", "tiny"), default="room", help="scene size (default: room)"
+    )
+    p.add_argument(
+        "--format",
+        choices=DATASET_FORMATS,
+        default="cambridge",
+        help="dataset layout to write (default: cambridge)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="trajectory and texture seed (default: 0)")
 
     def run(args: argparse.Namespace) -> int:
         from geoposenet.synthetic import synthesize
@@ -48,7 +57,7 @@ def _add_synth(sub: argparse._SubParsersAction) -> Handler:
 def _add_check(sub: argparse._SubParsersAction) -> Handler:
     p = sub.add_parser("check", help="validate a dataset and summarise it (exit 2 on problems)")
     p.add_argument("data", type=Path, help="dataset folder")
-    p.add_argument("--format", choices=FORMATS, default="auto")
+    p.add_argument("--format", choices=FORMATS, default="auto", help="(default: auto: detected)")
 
     def run(args: argparse.Namespace) -> int:
         from geoposenet.readers import check_dataset
@@ -58,19 +67,6 @@ def _add_check(sub: argparse._SubParsersAction) -> Handler:
         return 0 if report.ok else 2
 
     return run
-
-
-def _crop(text: str) -> tuple[int, int]:
-    """'224' or '96x128' (height x width) -> (h, w)."""
-    try:
-        parts = [int(v) for v in text.lower().split("x")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected N or HxW pixels, got {text!r}") from None
-    if len(parts) == 1:
-        return (parts[0], parts[0])
-    if len(parts) == 2:
-        return (parts[0], parts[1])
-    raise argparse.ArgumentTypeError(f"expected N or HxW pixels, got {text!r}")
 
 
 def _positive_int(text: str) -> int:
@@ -84,72 +80,66 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _device(text: str) -> str:
+    from geoposenet.devices import device_problem
+
+    if (problem := device_problem(text)) is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return text
+
+
+def _add_compute_flags(p: argparse.ArgumentParser) -> None:
+    """--device and --threads, for a command that runs a network."""
+    p.add_argument(
+        "--device", type=_device, default="auto", help="auto | cpu | cuda[:N] | mps (default: auto)"
+    )
+    p.add_argument(
+        "--threads", type=int, default=0, help="torch threads, 0: torch's default (default: 0)"
+    )
+
+
+def _compute_device(args: argparse.Namespace) -> Any:
+    """Apply --threads; the torch device --device names."""
+    from geoposenet.devices import resolve_device, set_threads
+
+    set_threads(args.threads)
+    return resolve_device(args.device)
+
+
 def _add_train(sub: argparse._SubParsersAction) -> Handler:
-    from geoposenet.config import PRESETS, SCHEDULES
-    from geoposenet.losses import LOSSES, NORMS
+    from geoposenet.config import TrainConfig, shown_default
+    from geoposenet.settings import add_flags
 
     p = sub.add_parser(
         "train",
         help="train a PoseNet on a dataset",
-        description="Train a PoseNet. A preset sets defaults ('paper': GoogLeNet at 224 px, "
-        "batch 64, learned weighting; 'cpu': the same at 112 px, batch 32); flags override it.",
+        description="Train a PoseNet into the run folder --out. Settings come from the declared "
+        "defaults, then the preset ('paper': GoogLeNet at 224 px, batch 64, learned weighting; "
+        "'cpu': the same at 112 px, batch 32), then --config FILE, then the flags. Every run "
+        "writes its resolved config.toml, which --config accepts back.",
     )
-    p.add_argument("data", type=Path, help="dataset folder")
-    p.add_argument("--out", type=Path, required=True, help="run directory")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="paper")
-    p.add_argument("--format", choices=FORMATS, default="auto")
-    p.add_argument("--loss", choices=LOSSES)
-    p.add_argument("--beta", type=float, help="weight of the orientation loss (--loss beta)")
-    p.add_argument("--norm", choices=NORMS)
-    p.add_argument("--backbone")
-    p.add_argument("--pretrained", help="imagenet | none | FILE (a classifier state dict)")
-    p.add_argument("--init", help="start from this checkpoint (e.g. fine-tune with reprojection)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
     p.add_argument(
-        "--weighting-lr",
-        type=float,
-        help="learning rate of s_x, s_q (--loss learned), same schedule; default: --lr",
-    )
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--schedule", choices=SCHEDULES)
-    p.add_argument("--warmup-epochs", type=int)
-    p.add_argument("--dropout", type=float)
-    p.add_argument("--resize", type=int, help="shorter image side before cropping (pixels)")
-    p.add_argument("--crop", type=_crop, help="network input: N or HxW pixels")
-    p.add_argument("--jitter", type=float, help="colour jitter strength in [0, 1]")
-    p.add_argument("--points-per-frame", type=int)
+        "--config", type=Path, metavar="FILE",
+        help="TOML file of settings ([recipe] and [options] tables, or plain keys, as in a run's "
+        "config.toml); flags override it",
+    )  # fmt: skip
     p.add_argument(
-        "--val",
-        help="validation split held out from the training frames, to choose best.pt: auto "
-        "(default: whole sequences when there are >= 3, else the middle 15%% of each, with gaps), "
-        "a fraction such as 0.2, sequence names such as seq-03,seq-05, or none",
-    )
-    p.add_argument("--eval-every", type=int)
-    p.add_argument("--workers", type=int)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device", help="auto | cpu | cuda[:N]")
-    p.add_argument("--threads", type=int)
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+        "--resume", nargs="?", const=True, metavar="RUN",
+        help="continue the run RUN with its own recipe (options given again win; a different "
+        "recipe setting is refused); without RUN: continue --out, or start it if it is empty",
+    )  # fmt: skip
+    add_flags(p, TrainConfig, shown_default)
 
     def run(args: argparse.Namespace) -> int:
-        from geoposenet.config import resolve_config
+        from geoposenet.config import SETTINGS
         from geoposenet.distributed import env_rank
+        from geoposenet.runconfig import train_config
         from geoposenet.train import fit
 
-        overrides = {
-            key: getattr(args, key)
-            for key in (
-                "format", "loss", "beta", "norm", "backbone", "pretrained", "init", "epochs",
-                "batch_size", "lr", "weighting_lr", "weight_decay", "schedule", "warmup_epochs",
-                "dropout", "resize", "crop", "jitter", "points_per_frame", "val", "eval_every",
-                "workers", "seed", "device", "threads",
-            )
-        }  # fmt: skip
-        config = resolve_config(args.preset, data=str(args.data), out=str(args.out), **overrides)
-        run_dir = fit(config, resume=args.resume, progress=not args.no_progress)
+        given = {k: v for k, v in vars(args).items() if k in SETTINGS}  # only what was set
+        run_dir = Path(args.resume) if isinstance(args.resume, str) else None
+        config = train_config(given, args.config, run_dir)
+        run_dir = fit(config, resume=args.resume is not None)
         if env_rank() == 0:  # under torchrun, one line for the whole run
             best = run_dir / "best.pt"
             chosen = (
@@ -172,17 +162,21 @@ def _add_eval(sub: argparse._SubParsersAction) -> Handler:
     )
     p.add_argument("checkpoint", type=Path, help="checkpoint file, or a run folder (-> last.pt)")
     p.add_argument("data", type=Path, help="dataset folder")
-    p.add_argument("--split", choices=("test", "train"), default="test")
+    p.add_argument("--split", choices=("test", "train"), default="test", help="(default: test)")
     p.add_argument("--out", type=Path, help="output folder (default: RUN/eval-SPLIT)")
-    p.add_argument("--format", choices=FORMATS, default="auto")
-    p.add_argument("--batch-size", type=_positive_int, default=32)
+    p.add_argument("--format", choices=FORMATS, default="auto", help="(default: auto: detected)")
+    p.add_argument("--batch-size", type=_positive_int, default=32, help="(default: 32)")
+    _add_compute_flags(p)
 
     def run(args: argparse.Namespace) -> int:
         from geoposenet.evaluation import evaluate
 
         checkpoint = _checkpoint_argument(args.checkpoint)
         out = args.out or checkpoint.parent / f"eval-{args.split}"
-        metrics = evaluate(checkpoint, args.data, args.split, out, args.format, args.batch_size)
+        device = _compute_device(args)
+        metrics = evaluate(
+            checkpoint, args.data, args.split, out, args.format, args.batch_size, device
+        )
         print(
             f"{metrics['num_frames']} {args.split} frames: median "
             f"{metrics['median_position_error_m']:.3f} m, "
@@ -205,11 +199,13 @@ def _add_predict(sub: argparse._SubParsersAction) -> Handler:
     p.add_argument("checkpoint", type=Path, help="checkpoint file, or a run folder (-> last.pt)")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image file, folder or glob")
     p.add_argument("--json", action="store_true", help="JSON instead of CSV")
+    _add_compute_flags(p)
 
     def run(args: argparse.Namespace) -> int:
         from geoposenet.models import PoseNet, image_files
 
-        model = PoseNet.from_checkpoint(_checkpoint_argument(args.checkpoint))
+        device = _compute_device(args)
+        model = PoseNet.from_checkpoint(_checkpoint_argument(args.checkpoint), device)
         images = image_files(args.images)
         poses = model.predict(images)
         rows = [
@@ -239,11 +235,13 @@ def _add_export(sub: argparse._SubParsersAction) -> Handler:
     )
     p.add_argument("checkpoint", type=Path, help="checkpoint file, or a run folder (-> last.pt)")
     p.add_argument("out", help="output .onnx file (its folder must exist)")
+    _add_compute_flags(p)
 
     def run(args: argparse.Namespace) -> int:
         from geoposenet.export import export_onnx
 
-        difference = export_onnx(_checkpoint_argument(args.checkpoint), args.out)
+        device = _compute_device(args)
+        difference = export_onnx(_checkpoint_argument(args.checkpoint), args.out, device=device)
         print(f"wrote {args.out}; onnxruntime matches torch (max difference {difference:.2e})")
         return 0
 
@@ -265,15 +263,20 @@ def _add_demo(sub: argparse._SubParsersAction) -> Handler:
     p = sub.add_parser(
         "demo", help="synthetic room -> train -> fine-tune with reprojection -> evaluate -> report"
     )
-    p.add_argument("--out", type=Path, default=Path("demo_run"))
-    p.add_argument("--backbone", default="efficientnet_lite0")
-    p.add_argument("--pretrained", default="imagenet")
-    p.add_argument("--preset", choices=("room", "tiny"), default="room", help="synthetic scene")
+    p.add_argument("--out", type=Path, default=Path("demo_run"), help="(default: demo_run)")
+    p.add_argument("--backbone", choices=BACKBONE_NAMES, default="efficientnet_lite0",
+                   help="(default: efficientnet_lite0)")  # fmt: skip
+    p.add_argument("--pretrained", default="imagenet", help="imagenet | none | FILE "
+                   "(default: imagenet)")  # fmt: skip
+    p.add_argument("--preset", choices=("room", "tiny"), default="room",
+                   help="synthetic scene (default: room)")  # fmt: skip
+    _add_compute_flags(p)
 
     def run(args: argparse.Namespace) -> int:
         from geoposenet.demo import run_demo
 
-        run_demo(args.out, args.backbone, args.pretrained, args.preset)
+        run_demo(args.out, args.backbone, args.pretrained, args.preset, device=args.device,
+                 threads=args.threads)  # fmt: skip
         return 0
 
     return run
@@ -296,6 +299,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
         prog="geoposenet",
         description="Absolute camera pose regression (PoseNet) with geometric loss functions.",
     )
+    parser.add_argument("--version", action="version", version=f"geoposenet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     handlers: dict[str, Handler] = {}
     for add in COMMANDS:

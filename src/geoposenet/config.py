@@ -1,121 +1,33 @@
-"""Training configuration: one dataclass, presets, and the merge of preset and flags.
+"""Training settings: `TrainConfig` declares every setting once (type, default, kind, allowed
+values, help: see geoposenet.settings), and presets give other defaults.
 
-The resolved config is written into every run directory (config.json) and every checkpoint.
+The resolved config is written into every run directory (config.toml, see geoposenet.configfile)
+and every checkpoint. Recipe settings are fixed for a run; options may change when resuming.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING, Any
 
+from geoposenet.choices import AMP_MODES, BACKBONE_NAMES, FORMATS, LOSSES, NORMS, SCHEDULES
+from geoposenet.devices import device_problem
 from geoposenet.errors import InputError
-from geoposenet.losses import LOSSES, NORMS
-from geoposenet.models import BACKBONES, ModelConfig
-from geoposenet.validation import parse_val
+from geoposenet.settings import (
+    Declared,
+    at_least,
+    declared,
+    default_text,
+    non_negative_finite,
+    parse_crop,
+    positive_finite,
+    problems,
+    setting,
+    within,
+)
 
-SCHEDULES = ("none", "cosine", "step")
-
-
-@dataclass
-class TrainConfig:
-    """Everything a training run depends on. Units: lr per step, crop/resize in pixels."""
-
-    data: str = ""
-    out: str = ""
-    format: str = "auto"
-    preset: str = "paper"
-    # model
-    backbone: str = "googlenet"
-    pretrained: str = "imagenet"
-    dropout: float = 0.0
-    resize: int = 256
-    crop: tuple[int, int] = field(default=(224, 224))
-    # loss
-    loss: str = "learned"
-    norm: str = "l1"
-    beta: float = 500.0
-    s_x: float = 0.0
-    s_q: float = -3.0
-    init: str | None = None  # checkpoint whose weights (and s_x, s_q) start this run
-    # optimisation
-    epochs: int = 100
-    batch_size: int = 64
-    lr: float = 1e-4
-    weighting_lr: float | None = None  # lr of s_x, s_q (eq. 4); None: the same as lr
-    weight_decay: float = 0.0
-    schedule: str = "none"
-    warmup_epochs: int = 0
-    jitter: float = 0.0  # colour jitter strength (brightness/contrast/saturation), 0 = off
-    points_per_frame: int = 128
-    val: str = (
-        "auto"  # validation split (geoposenet.validation): auto | none | fraction | sequences
-    )
-    # bookkeeping
-    eval_every: int = 1
-    workers: int = 0
-    seed: int = 0
-    device: str = "auto"
-    deterministic: bool = True
-    threads: int = 0  # 0: torch's default
-
-    def model_config(self) -> ModelConfig:
-        return ModelConfig(
-            backbone=self.backbone,
-            pretrained=self.pretrained,
-            dropout=self.dropout,
-            resize=self.resize,
-            crop=self.crop,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "crop": list(self.crop)}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {k: v for k, v in data.items() if k in {f.name for f in fields(cls)}}
-        if "crop" in known:
-            known["crop"] = _crop(known["crop"])
-        return cls(**known)
-
-    def validate(self) -> None:
-        """InputError naming the first flag out of range."""
-        checks = [
-            (self.backbone in BACKBONES, f"--backbone must be one of {', '.join(BACKBONES)}"),
-            (self.loss in LOSSES, f"--loss must be one of {', '.join(LOSSES)}"),
-            (self.norm in NORMS, f"--norm must be one of {', '.join(NORMS)}"),
-            (self.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}"),
-            (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}"),
-            (self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}"),
-            (0 < self.lr < math.inf, f"--lr must be positive and finite, got {self.lr}"),
-            (self.weighting_lr is None or 0 < self.weighting_lr < math.inf,
-             f"--weighting-lr must be positive and finite, got {self.weighting_lr}"),
-            (0 < self.beta < math.inf, f"--beta must be positive and finite, got {self.beta}"),
-            (0 <= self.weight_decay < math.inf,
-             f"--weight-decay must be >= 0 and finite, got {self.weight_decay}"),
-            (0 <= self.dropout < 1, f"--dropout must be in [0, 1), got {self.dropout}"),
-            (0 <= self.jitter <= 1, f"--jitter must be in [0, 1], got {self.jitter}"),
-            (self.resize >= 16, f"--resize must be at least 16 pixels, got {self.resize}"),
-            (min(self.crop) >= 16, f"--crop must be at least 16 pixels, got {self.crop}"),
-            (self.eval_every >= 1, f"--eval-every must be at least 1, got {self.eval_every}"),
-            (self.workers >= 0, f"--workers must be >= 0, got {self.workers}"),
-            (self.points_per_frame >= 0, "--points-per-frame must be >= 0"),
-            (0 <= self.warmup_epochs < self.epochs, "--warmup-epochs must be below --epochs"),
-            (self.device in ("auto", "cpu") or self.device.startswith("cuda"), "--device: "
-             f"expected auto, cpu or cuda[:N], got {self.device!r}"),
-        ]  # fmt: skip
-        for ok, message in checks:
-            if not ok:
-                raise InputError(message)
-        parse_val(self.val)
-
-
-def _crop(value: Any) -> tuple[int, int]:
-    if isinstance(value, int):
-        return (value, value)
-    height, width = value
-    return (int(height), int(width))
-
+if TYPE_CHECKING:
+    from geoposenet.models import ModelConfig
 
 # Presets: the paper's configuration (for GPUs) and a CPU-sized one with the same model.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -140,14 +52,154 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def _val_problem(spec: str) -> str | None:
+    from geoposenet.validation import parse_val
+
+    try:
+        parse_val(spec)
+    except InputError as error:
+        return str(error).removeprefix("--val").lstrip(": ")
+    return None
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on. Units: lr per step, resize/crop in pixels."""
+
+    # recipe: what defines the trained model
+    preset: str = setting("paper", "defaults to start from", choices=PRESETS)
+    format: str = setting("auto", "dataset format", choices=FORMATS)
+    val: str = setting(
+        "auto",
+        "validation split held out from the training frames, to choose best.pt: auto (whole "
+        "sequences when there are >= 3, else the middle 15% of each, with gaps), a fraction "
+        "such as 0.2, sequence names such as seq-03,seq-05, or none",
+        metavar="SPEC",
+        check=_val_problem,
+    )
+    backbone: str = setting("googlenet", "feature extractor", choices=BACKBONE_NAMES)
+    pretrained: str = setting(
+        "imagenet", "backbone weights: imagenet | none | FILE (a classifier state dict)",
+        metavar="WEIGHTS",
+    )  # fmt: skip
+    init: str | None = setting(
+        None, "start from this checkpoint's weights and s_x, s_q (e.g. to fine-tune)",
+        metavar="CKPT",
+    )  # fmt: skip
+    dropout: float = setting(0.0, "dropout before the pose layer", check=within(0, 1, True))
+    resize: int = setting(256, "shorter image side before cropping, pixels", check=at_least(16))
+    crop: tuple[int, int] = setting(
+        (224, 224), "network input, pixels: N or HxW (height x width, e.g. 96x128)",
+        metavar="HxW", check=lambda c: None if min(c) >= 16 else f"must be at least 16 pixels, "
+        f"got {c[0]}x{c[1]}",
+    )  # fmt: skip
+    loss: str = setting("learned", "loss function (eq. 2, 4, 7 of the paper)", choices=LOSSES)
+    norm: str = setting("l1", "distance of the loss (the paper's gamma)", choices=NORMS)
+    beta: float = setting(500.0, "weight of the orientation loss (--loss beta)",
+                          check=positive_finite)  # fmt: skip
+    s_x: float = setting(0.0, "initial s_x of the learned weighting (--loss learned)")
+    s_q: float = setting(-3.0, "initial s_q of the learned weighting (--loss learned)")
+    batch_size: int = setting(64, "global batch (split over the processes)", check=at_least(1))
+    lr: float = setting(1e-4, "Adam learning rate", check=positive_finite)
+    weighting_lr: float | None = setting(
+        None, "learning rate of s_x, s_q (--loss learned), same schedule; unset: --lr",
+        check=positive_finite,
+    )  # fmt: skip
+    weight_decay: float = setting(0.0, "weight decay of the network (not of s_x, s_q)",
+                                  check=non_negative_finite)  # fmt: skip
+    schedule: str = setting("none", "learning-rate schedule after warm-up", choices=SCHEDULES)
+    warmup_epochs: int = setting(0, "linear warm-up, epochs (below --epochs)", check=at_least(0))
+    jitter: float = setting(0.0, "colour jitter strength, 0 = off", check=within(0, 1))
+    points_per_frame: int = setting(128, "3D points per image (--loss reprojection)",
+                                    check=at_least(0))  # fmt: skip
+    seed: int = setting(0, "seeds weights, batch order, crops, dropout and jitter")
+    deterministic: bool = setting(True, "deterministic torch algorithms")
+    # run options: may change when resuming
+    data: str = setting("", "dataset folder", "option", metavar="DATA", positional=True)
+    out: str = setting("", "run directory", "option", metavar="RUN")
+    epochs: int = setting(100, "epochs to train (may grow when resuming)", "option",
+                          check=at_least(1))  # fmt: skip
+    eval_every: int = setting(1, "evaluate validation and test every N epochs", "option",
+                              check=at_least(1))  # fmt: skip
+    workers: int = setting(0, "data-loading processes", "option", check=at_least(0))
+    threads: int = setting(0, "torch threads, 0: torch's default", "option", check=at_least(0))
+    device: str = setting("auto", "auto | cpu | cuda[:N] | mps", "option", check=device_problem)
+    amp: str = setting("none", "mixed precision (CUDA only)", "option", choices=AMP_MODES)
+    progress: bool = setting(True, "progress bar during an epoch", "option")
+
+    def model_config(self) -> ModelConfig:
+        from geoposenet.models import ModelConfig
+
+        return ModelConfig(
+            backbone=self.backbone,
+            pretrained=self.pretrained,
+            dropout=self.dropout,
+            resize=self.resize,
+            crop=self.crop,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "crop": list(self.crop)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """From `to_dict` output (e.g. a checkpoint's); keys it does not know are ignored."""
+        known = {k: v for k, v in data.items() if k in {f.name for f in fields(cls)}}
+        if "crop" in known:
+            known["crop"] = parse_crop(known["crop"])
+        return cls(**known)
+
+    def recipe(self) -> dict[str, Any]:
+        """The recipe settings (what a resumed run must keep)."""
+        return {k: v for k, v in self.to_dict().items() if k in RECIPE}
+
+    def validate(self) -> None:
+        """InputError naming the first setting out of range."""
+        found = problems(self, TrainConfig)
+        if not found and not self.warmup_epochs < self.epochs:
+            found.append("--warmup-epochs must be below --epochs")
+        if found:
+            raise InputError(found[0])
+
+
+SETTINGS: dict[str, Declared] = {item.name: item for item in declared(TrainConfig)}
+RECIPE = frozenset(name for name, item in SETTINGS.items() if item.setting.kind == "recipe")
+
+
+def shown_default(item: Declared) -> str:
+    """The default of a setting as --help shows it (per preset where presets differ)."""
+    by_preset = {name: values[item.name] for name, values in PRESETS.items() if item.name in values}
+    if not by_preset:
+        return default_text(item)
+    if len(set(by_preset.values())) == 1:  # the same in every preset
+        return default_text(item.with_default(next(iter(by_preset.values()))))
+    return ", ".join(
+        f"{default_text(item.with_default(v))} ({name})" for name, v in by_preset.items()
+    )
+
+
 def resolve_config(preset: str, **overrides: Any) -> TrainConfig:
     """The preset's values, then every override that is not None. Validated."""
     if preset not in PRESETS:
         raise InputError(f"--preset must be one of {', '.join(PRESETS)}, got {preset!r}")
     values: dict[str, Any] = {**PRESETS[preset], "preset": preset}
     values.update({k: v for k, v in overrides.items() if v is not None})
-    if "crop" in values:
-        values["crop"] = _crop(values["crop"])
     config = TrainConfig.from_dict(values)
     config.validate()
     return config
+
+
+def recipe_changes(stored: dict[str, Any], config: TrainConfig) -> list[str]:
+    """'key: old -> new' for every recipe setting of `config` that differs from `stored` (a
+    run's recipe, as `to_dict` wrote it)."""
+    before = TrainConfig.from_dict(stored).recipe()
+    return [
+        f"{key}: {_shown(before[key])} -> {_shown(value)}"
+        for key, value in config.recipe().items()
+        if before[key] != value
+    ]
+
+
+def _shown(value: Any) -> str:
+    """A setting's value in a message: a crop as HxW, anything else as its repr."""
+    return f"{value[0]}x{value[1]}" if isinstance(value, list | tuple) else repr(value)

@@ -1,4 +1,4 @@
-"""PoseDataset over a Scene, the seeded sampler and loader, and batch colour augmentation.
+"""PoseDataset over a Scene, and batch colour augmentation.
 
 An item is a dict (the default collate stacks it into a batch):
 - "image": (3, crop_h, crop_w) uint8 RGB; the model normalises on its device (IMAGENET_MEAN/STD);
@@ -14,17 +14,17 @@ so an epoch reproduces exactly whatever the worker count, order or resume point.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from typing import Any, get_args
 
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import Dataset
 
 from geoposenet.errors import DatasetError, InputError
 from geoposenet.imagecache import ImageCache, check_images_exist, load_image
 from geoposenet.scene import Scene, Split
+from geoposenet.settings import parse_crop
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -33,11 +33,15 @@ Item = dict[str, Any]
 
 
 def crop_size(crop: int | tuple[int, int]) -> tuple[int, int]:
-    """(height, width) of a crop given as one side or as (h, w); InputError unless positive."""
-    h, w = (crop, crop) if isinstance(crop, int) else tuple(crop)
-    if int(h) != h or int(w) != w or h <= 0 or w <= 0:
+    """(height, width) of a crop given as one side or as (h, w) (geoposenet.settings.parse_crop);
+    InputError unless both are positive whole pixels."""
+    try:
+        height, width = parse_crop(crop)
+    except ValueError as error:
+        raise InputError(f"crop: {error}") from None
+    if height <= 0 or width <= 0:
         raise InputError(f"crop must be a positive size or (height, width), got {crop!r}")
-    return int(h), int(w)
+    return height, width
 
 
 def crop_origin(
@@ -165,63 +169,6 @@ class PoseDataset(Dataset[Item]):
         points[: len(ids)] = self.points[ids]
         mask[: len(ids)] = True
         return points, mask
-
-
-class EpochSampler(Sampler[int]):
-    """Indices 0..length-1, in a permutation seeded by (seed, epoch) when `shuffle`."""
-
-    def __init__(self, length: int, shuffle: bool, seed: int = 0) -> None:
-        self.length = length
-        self.shuffle = shuffle
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the permutation of `epoch`."""
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __iter__(self) -> Iterator[int]:
-        if not self.shuffle:
-            return iter(range(self.length))
-        order = np.random.default_rng((self.seed, self.epoch)).permutation(self.length)
-        return iter(order.tolist())
-
-
-def make_loader(
-    dataset: PoseDataset,
-    batch_size: int,
-    shuffle: bool,
-    seed: int = 0,
-    num_workers: int = 0,
-    drop_last: bool = False,
-    sampler: Sampler[int] | None = None,
-) -> DataLoader[Item]:
-    """A DataLoader whose order is fixed by (seed, epoch): call `set_epoch(loader, epoch)` before
-    each epoch. `sampler` (e.g. a DistributedSampler) replaces the EpochSampler and `shuffle`.
-    Memory is pinned only when CUDA is available; workers persist across epochs."""
-    if sampler is None:
-        sampler = EpochSampler(len(dataset), shuffle, seed)
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        sampler=sampler,
-        num_workers=num_workers,
-        drop_last=drop_last,
-        pin_memory=torch.cuda.is_available(),
-        persistent_workers=num_workers > 0,
-        generator=torch.Generator().manual_seed(seed),
-    )
-
-
-def set_epoch(loader: DataLoader[Item], epoch: int) -> None:
-    """Set the epoch of the loader's sampler and dataset (whichever have `set_epoch`)."""
-    for part in (loader.sampler, loader.dataset):
-        setter = getattr(part, "set_epoch", None)
-        if setter is not None:
-            setter(epoch)
 
 
 # RGB -> YIQ (NTSC). A hue shift by angle a rotates the chroma plane (I, Q) and keeps luma Y; in RGB

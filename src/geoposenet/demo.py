@@ -3,7 +3,7 @@
 render `room` (cached) -> train with learned weighting (eq. 4) -> fine-tune with the
 reprojection loss (eq. 7) -> evaluate both stages on the test sequences against two reference
 rows (mean training pose, oracle nearest training pose) -> table and report with plots.
-Re-running continues unfinished stages (--resume) and reuses finished ones.
+Re-running continues unfinished stages (resumed exactly) and reuses finished ones.
 """
 
 from __future__ import annotations
@@ -18,9 +18,12 @@ import numpy as np
 
 from geoposenet.baselines import mean_pose, nearest_training_pose
 from geoposenet.cache import atomic_write_text, cache_root
-from geoposenet.config import TrainConfig
-from geoposenet.evaluation import FrameErrors, errors_csv, frame_errors, pose_errors, summarize
+from geoposenet.config import TrainConfig, resolve_config
+from geoposenet.devices import resolve_device
+from geoposenet.errors import TrainingInterrupted
+from geoposenet.evaluation import frame_errors
 from geoposenet.machine import describe
+from geoposenet.metrics import FrameErrors, errors_csv, pose_errors, summarize
 from geoposenet.models import PoseNet
 from geoposenet.scene import Scene
 
@@ -46,13 +49,19 @@ PLANS = {
 
 
 def stage_configs(
-    scene_dir: Path, out: Path, plan: DemoPlan, backbone: str, pretrained: str
+    scene_dir: Path,
+    out: Path,
+    plan: DemoPlan,
+    backbone: str,
+    pretrained: str,
+    options: dict[str, Any] | None = None,
 ) -> tuple[TrainConfig, TrainConfig]:
-    """Stage 1 (learned weighting) and stage 2 (reprojection fine-tuning from stage 1)."""
-    first = TrainConfig(
+    """Stage 1 (learned weighting) and stage 2 (reprojection fine-tuning from stage 1): the
+    `cpu` preset with the plan's settings; `options` (device, threads, progress) as given."""
+    first = resolve_config(
+        "cpu",
         data=str(scene_dir),
         out=str(out / "stage1-learned"),
-        preset="demo",
         backbone=backbone,
         pretrained=pretrained,
         resize=plan.resize,
@@ -66,6 +75,7 @@ def stage_configs(
         jitter=plan.jitter,
         eval_every=max(plan.epochs // 4, 1),
         val="none",  # the demo chooses no model (it reports the last epoch): train on every walk
+        **(options or {}),
     )
     second = replace(
         first,
@@ -116,8 +126,11 @@ def run_demo(
     pretrained: str = "imagenet",
     preset: str = "room",
     progress: bool = True,
+    device: str = "auto",
+    threads: int = 0,
 ) -> dict[str, dict[str, Any]]:
-    """Run the whole demo into `out`; return the metrics of every row of the table."""
+    """Run the whole demo into `out`, training on `device` with `threads` torch threads; return
+    the metrics of every row of the table. Run again after an interruption, it continues."""
     from geoposenet.readers import load_scene
     from geoposenet.report import plot_cdf, plot_training, plot_trajectory
     from geoposenet.synthetic import synthesize
@@ -130,7 +143,8 @@ def run_demo(
     print(synthesize(scene_dir, preset=preset, format="cambridge", seed=0).describe(), flush=True)
     scene = load_scene(scene_dir)
     plan = PLANS[preset]
-    stages = stage_configs(scene_dir, out, plan, backbone, pretrained)
+    options = {"device": device, "threads": threads, "progress": progress}
+    stages = stage_configs(scene_dir, out, plan, backbone, pretrained, options)
     names = ("PoseNet, learned weighting (eq. 4)", "+ fine-tuned with reprojection (eq. 7)")
     errors: dict[str, FrameErrors] = {}
     for name, config in zip(names, stages, strict=True):
@@ -138,8 +152,14 @@ def run_demo(
         print(
             f"\n== {name}: {config.epochs} epochs, {config.backbone}, lr {config.lr:g}", flush=True
         )
-        run = fit(config, resume=True, progress=progress)
-        model = PoseNet.from_checkpoint(run / "last.pt")
+        try:
+            run = fit(config, resume=True)
+        except TrainingInterrupted as stopped:
+            again = f"geoposenet demo --out {out} (rerun it: finished stages are kept)"
+            raise TrainingInterrupted(
+                stopped.run, stopped.signum, stopped.epoch, stopped.batch, again
+            ) from None
+        model = PoseNet.from_checkpoint(run / "last.pt", resolve_device(device))
         errors[name] = frame_errors(model, scene, "test", config.batch_size)
         plot_training(run / "log.jsonl", out / f"training-{run.name}.png")
         print(f"   done in {time.perf_counter() - stage_start:.0f} s", flush=True)

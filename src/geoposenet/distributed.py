@@ -30,6 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Subset
 
 from geoposenet.data import PoseDataset
+from geoposenet.devices import resolve_device
 from geoposenet.errors import InputError
 from geoposenet.losses import Parts, PoseLoss
 from geoposenet.models import PoseNet, predict
@@ -40,28 +41,6 @@ T = TypeVar("T")
 def env_rank() -> int:
     """This process's global rank as torchrun set it (0 outside a distributed launch)."""
     return int(os.environ.get("RANK", "0"))
-
-
-def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
-    """The torch device for `--device` (auto | cpu | cuda[:N]). In a distributed run
-    (`local_rank` given) CUDA means cuda:LOCAL_RANK: one GPU per process."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"--device {name}: CUDA is not available on this machine")
-    if local_rank is None or not name.startswith("cuda"):
-        return torch.device(name)
-    if name != "cuda":
-        raise InputError(
-            f"--device {name}: in a distributed run every process uses cuda:LOCAL_RANK; "
-            "pass --device cuda (or auto) and choose GPUs with CUDA_VISIBLE_DEVICES"
-        )
-    if local_rank >= torch.cuda.device_count():
-        raise InputError(
-            f"LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} GPUs are visible; "
-            "use at most one process per GPU (--nproc_per_node)"
-        )
-    return torch.device("cuda", local_rank)
 
 
 @dataclass(frozen=True)

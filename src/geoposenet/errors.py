@@ -43,11 +43,18 @@ class TrainingError(Exception):
 class TrainingInterrupted(Exception):
     """SIGINT/SIGTERM during training: last.pt was written; the message says how to resume."""
 
-    def __init__(self, run: Path, signum: int, epoch: int, batch: int) -> None:
+    def __init__(
+        self, run: Path, signum: int, epoch: int, batch: int, how_to_continue: str = ""
+    ) -> None:
         self.run = Path(run)
         self.signum = signum
+        self.epoch = epoch
+        self.batch = batch
+        how = how_to_continue or (
+            f"geoposenet train --resume {self.run} (or the same command plus --resume, "
+            f"e.g. geoposenet train ... --out {self.run} --resume)"
+        )
         super().__init__(
             f"training stopped by signal {signum} at epoch {epoch + 1}, batch {batch}; "
-            f"{self.run / 'last.pt'} holds the state. Continue with the same command plus "
-            f"--resume (e.g. geoposenet train ... --out {self.run} --resume)"
+            f"{self.run / 'last.pt'} holds the state. Continue with: {how}"
         )

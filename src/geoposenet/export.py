@@ -113,11 +113,17 @@ def _output_file(out: str | Path) -> Path:
     return path
 
 
-def export_onnx(checkpoint: str | Path, out: str | Path, check_batch: int = 2) -> float:
+def export_onnx(
+    checkpoint: str | Path,
+    out: str | Path,
+    check_batch: int = 2,
+    device: str | torch.device = "cpu",
+) -> float:
     """Export `checkpoint` to `out` (an .onnx file in an existing folder, written atomically)
-    and compare `OnnxPoseNet(out).predict` with `PoseNet.predict` on random images; returns the
-    largest absolute difference (positions in metres, quaternion components). Above TOLERANCE it
-    raises InputError and writes nothing."""
+    and compare `OnnxPoseNet(out).predict` with `PoseNet.predict` (computed on `device`) on
+    random images; returns the largest absolute difference (positions in metres, quaternion
+    components). Above TOLERANCE it raises InputError and writes nothing. The graph is traced
+    on the CPU."""
     onnx = _optional("onnx")
     _optional("onnxruntime")
     model = PoseNet.from_checkpoint(checkpoint)
@@ -155,7 +161,8 @@ def export_onnx(checkpoint: str | Path, out: str | Path, check_batch: int = 2) -
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
         onnx.save(proto, str(tmp))
-        actual, expected = OnnxPoseNet(tmp).predict(example), model.predict(example)
+        actual = OnnxPoseNet(tmp).predict(example)
+        expected = model.predict(example, device=device)
         difference = max(
             float(np.abs(actual.positions - expected.positions).max()),
             float(np.abs(actual.quaternions - expected.quaternions).max()),

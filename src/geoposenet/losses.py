@@ -19,14 +19,13 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from geoposenet.choices import LOSSES, NORMS
 from geoposenet.errors import InputError
 from geoposenet.geometry import normalize_quaternion, project
 
 Norm = Literal["l1", "l2"]
 LossName = Literal["beta", "learned", "reprojection"]
 Parts = dict[str, Tensor]
-LOSSES: tuple[str, ...] = ("beta", "learned", "reprojection")
-NORMS: tuple[str, ...] = ("l1", "l2")
 
 
 def vector_norm(difference: Tensor, norm: Norm) -> Tensor:

@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from geoposenet.cache import atomic_write, atomic_write_text
-from geoposenet.evaluation import FrameErrors
+from geoposenet.metrics import FrameErrors
 from geoposenet.scene import Scene
 
 AXIS_NAMES = ("x", "y", "z")

@@ -108,10 +108,6 @@ class Scene:
             raise DatasetError(self.root, "the scene has no training frames")
         return np.mean([f.centre for f in train], axis=0)
 
-    def frame_points(self, frame: Frame) -> np.ndarray:
-        """(k, 3) world points seen in `frame`."""
-        return self.points[frame.point_ids]
-
     def validate(self) -> list[str]:
         """Sanity checks; returns a list of problems (empty when the scene is usable)."""
         problems: list[str] = []
