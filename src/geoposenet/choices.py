@@ -19,6 +19,6 @@ BACKBONE_NAMES: tuple[str, ...] = (
 LOSSES: tuple[str, ...] = ("beta", "learned", "reprojection")
 NORMS: tuple[str, ...] = ("l1", "l2")
 SCHEDULES: tuple[str, ...] = ("none", "cosine", "step")
-DATASET_FORMATS: tuple[str, ...] = ("cambridge", "7scenes", "colmap")
+DATASET_FORMATS: tuple[str, ...] = ("cambridge", "7scenes", "colmap", "nerfstudio")
 FORMATS: tuple[str, ...] = ("auto", *DATASET_FORMATS)  # "auto": detected from the files
 AMP_MODES: tuple[str, ...] = ("none", "bf16", "fp16")

@@ -58,15 +58,25 @@ def _add_check(sub: argparse._SubParsersAction) -> Handler:
     p = sub.add_parser("check", help="validate a dataset and summarise it (exit 2 on problems)")
     p.add_argument("data", type=Path, help="dataset folder")
     p.add_argument("--format", choices=FORMATS, default="auto", help="(default: auto: detected)")
+    _add_dataset_flags(p)
 
     def run(args: argparse.Namespace) -> int:
+        from geoposenet.config import dataset_options
         from geoposenet.readers import check_dataset
 
-        report = check_dataset(args.data, format=args.format)
+        report = check_dataset(args.data, format=args.format, **dataset_options(args))
         print(report.describe(), file=sys.stdout if report.ok else sys.stderr)
         return 0 if report.ok else 2
 
     return run
+
+
+def _add_dataset_flags(p: argparse.ArgumentParser) -> None:
+    """--images, --test-list, --test-every, --scale, --scale-from: declared once, with train's."""
+    from geoposenet.config import DATASET_OPTIONS, TrainConfig, shown_default
+    from geoposenet.settings import add_flags
+
+    add_flags(p, TrainConfig, shown_default, only=DATASET_OPTIONS)
 
 
 def _positive_int(text: str) -> int:
@@ -166,20 +176,23 @@ def _add_eval(sub: argparse._SubParsersAction) -> Handler:
     p.add_argument("--out", type=Path, help="output folder (default: RUN/eval-SPLIT)")
     p.add_argument("--format", choices=FORMATS, default="auto", help="(default: auto: detected)")
     p.add_argument("--batch-size", type=_positive_int, default=32, help="(default: 32)")
+    _add_dataset_flags(p)
     _add_compute_flags(p)
 
     def run(args: argparse.Namespace) -> int:
+        from geoposenet.config import dataset_options
         from geoposenet.evaluation import evaluate
 
         checkpoint = _checkpoint_argument(args.checkpoint)
         out = args.out or checkpoint.parent / f"eval-{args.split}"
         device = _compute_device(args)
         metrics = evaluate(
-            checkpoint, args.data, args.split, out, args.format, args.batch_size, device
-        )
+            checkpoint, args.data, args.split, out, args.format, args.batch_size, device,
+            dataset_options(args),
+        )  # fmt: skip
         print(
             f"{metrics['num_frames']} {args.split} frames: median "
-            f"{metrics['median_position_error_m']:.3f} m, "
+            f"{metrics['median_position_error_m']:.3f} {metrics['position_unit']}, "
             f"{metrics['median_rotation_error_deg']:.2f} deg; written to {out}"
         )
         return 0

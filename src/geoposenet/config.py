@@ -69,6 +69,28 @@ class TrainConfig:
     # recipe: what defines the trained model
     preset: str = setting("paper", "defaults to start from", choices=PRESETS)
     format: str = setting("auto", "dataset format", choices=FORMATS)
+    images: str | None = setting(
+        None, "image folder of a COLMAP model (unset: DATA/images) or nerfstudio capture (it "
+        "replaces the first folder of every file_path, e.g. images_4), relative to DATA",
+        metavar="DIR",
+    )  # fmt: skip
+    test_list: str | None = setting(
+        None, "file of test image names, one a line; every other image trains (COLMAP, "
+        "nerfstudio)", metavar="FILE",
+    )  # fmt: skip
+    test_every: int | None = setting(
+        None, "every N-th image by name is a test image (COLMAP, nerfstudio): interleaved, only "
+        "to compare with papers; unset: the dataset's lists, else held-out stretches",
+        metavar="N", check=at_least(1),
+    )  # fmt: skip
+    scale: float | None = setting(
+        None, "metres per model unit (COLMAP, nerfstudio); unset: positions in model units",
+        check=positive_finite,
+    )  # fmt: skip
+    scale_from: str | None = setting(
+        None, "file of known distances, lines 'imageA imageB distance_m', giving --scale",
+        metavar="FILE",
+    )  # fmt: skip
     val: str = setting(
         "auto",
         "validation split held out from the training frames, to choose best.pt: auto (whole "
@@ -158,12 +180,24 @@ class TrainConfig:
         found = problems(self, TrainConfig)
         if not found and not self.warmup_epochs < self.epochs:
             found.append("--warmup-epochs must be below --epochs")
+        if self.test_list is not None and self.test_every is not None:
+            found.append("--test-list and --test-every both choose the test frames; give one")
+        if self.scale is not None and self.scale_from is not None:
+            found.append("--scale and --scale-from both set the scale; give one")
         if found:
             raise InputError(found[0])
 
 
 SETTINGS: dict[str, Declared] = {item.name: item for item in declared(TrainConfig)}
+DATASET_OPTIONS = ("images", "test_list", "test_every", "scale", "scale_from")
+"""The settings that reach `load_scene` (also flags of `check` and `eval`)."""
 RECIPE = frozenset(name for name, item in SETTINGS.items() if item.setting.kind == "recipe")
+
+
+def dataset_options(values: object) -> dict[str, Any]:
+    """The DATASET_OPTIONS that `values` (a TrainConfig or parsed flags) sets, for load_scene."""
+    found = {name: getattr(values, name, None) for name in DATASET_OPTIONS}
+    return {name: value for name, value in found.items() if value is not None}
 
 
 def shown_default(item: Declared) -> str:

@@ -4,6 +4,7 @@ numbers), and `evaluate`, which writes metrics.json, errors.csv, plots and repor
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -58,15 +59,19 @@ def evaluate(
     format: str = "auto",
     batch_size: int = 32,
     device: str | torch.device = "cpu",
+    options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate a checkpoint on a dataset split, computing on `device`. With `out`, write
-    metrics.json, errors.csv, the plots and report.md there. Returns the metrics."""
+    """Evaluate a checkpoint on a dataset split, computing on `device`; `options` go to
+    `load_scene` (images, test_list, test_every, scale, scale_from). With `out`, write
+    metrics.json, errors.csv, the plots and report.md there. Returns the metrics, with the
+    unit of the position errors ("m", or "model units" for an unscaled reconstruction)."""
     from geoposenet.readers import load_scene
 
     model = PoseNet.from_checkpoint(checkpoint, device)
-    scene = load_scene(Path(data), format=format)
+    scene = load_scene(Path(data), format=format, **(options or {}))
     errors = frame_errors(model, scene, split, batch_size)
     metrics = summarize(errors.position_error_m, errors.rotation_error_deg, errors.sequences)
+    metrics["position_unit"] = scene.position_unit
     metrics["checkpoint"] = str(checkpoint)
     metrics["split"] = split
     if out is not None:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from geoposenet.checkpoint import load_checkpoint
-from geoposenet.config import TrainConfig
+from geoposenet.config import TrainConfig, dataset_options
 from geoposenet.data import PoseDataset
 from geoposenet.distributed import World
 from geoposenet.errors import InputError
@@ -44,7 +44,9 @@ def build_parts(config: TrainConfig, world: World) -> TrainingParts:
     from geoposenet.readers import load_scene
 
     with world.local_main_first():  # one process per node fills the caches
-        scene, holdout = hold_out(load_scene(Path(config.data), format=config.format), config.val)
+        options = dataset_options(config)
+        scene = load_scene(Path(config.data), format=config.format, **options)
+        scene, holdout = hold_out(scene, config.val)
         if config.loss == "reprojection" and not any(f.point_ids.size for f in scene.frames):
             raise InputError(
                 f"{config.data}: the reprojection loss needs 3D points; this dataset has none"

@@ -1,7 +1,8 @@
 """Plots and report.md of an evaluation: top-down trajectory, error CDFs, training curves.
 
 Figures are built with `matplotlib.figure.Figure` (no pyplot, no global state) and written
-atomically as PNG. Positions are in the dataset's coordinates (metres), rotations in degrees.
+atomically as PNG. Positions are in the dataset's coordinates (metres, or "model units" for an
+unscaled reconstruction: axis labels and tables name the unit), rotations in degrees.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from matplotlib.lines import Line2D
 
 from geoposenet.cache import atomic_write, atomic_write_text
 from geoposenet.metrics import FrameErrors
-from geoposenet.scene import Scene
+from geoposenet.scene import METRES, Scene
 
 AXIS_NAMES = ("x", "y", "z")
 
@@ -81,12 +82,13 @@ def plot_trajectory(
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=9,
               frameon=False)  # fmt: skip
     ax.set_aspect("equal", adjustable="datalim")
-    ax.set_xlabel(f"{AXIS_NAMES[a]} (m)")
-    ax.set_ylabel(f"{AXIS_NAMES[b]} (m)")
+    unit = scene.position_unit
+    ax.set_xlabel(f"{AXIS_NAMES[a]} ({unit})")
+    ax.set_ylabel(f"{AXIS_NAMES[b]} ({unit})")
     ax.grid(True, color="0.92", lw=0.6)
     ax.set_axisbelow(True)
     pos, rot = np.median(errors.position_error_m), np.median(errors.rotation_error_deg)
-    ax.set_title(title or f"{scene.name}: top-down view, median error {pos:.2f} m, {rot:.1f}°")
+    ax.set_title(title or f"{scene.name}: top-down view, median error {pos:.2f} {unit}, {rot:.1f}°")
     save_figure(fig, path)
 
 
@@ -114,13 +116,16 @@ def _cdf_panel(ax: Axes, curves: Sequence[tuple[str, np.ndarray]], unit: str, na
 
 
 def plot_cdf(
-    curves: Sequence[tuple[str, FrameErrors]], path: Path, title: str | None = None
+    curves: Sequence[tuple[str, FrameErrors]],
+    path: Path,
+    title: str | None = None,
+    unit: str = METRES,
 ) -> None:
-    """Cumulative distributions of position (m) and rotation (deg) error, one curve per
+    """Cumulative distributions of position (in `unit`) and rotation (deg) error, one curve per
     (label, errors) pair, with dashed lines at the medians (x-axis up to the 99th percentile)."""
     fig = Figure(figsize=(11.0, 4.3), layout="constrained")
     left, right = fig.subplots(1, 2)
-    _cdf_panel(left, [(label, e.position_error_m) for label, e in curves], "m", "position")
+    _cdf_panel(left, [(label, e.position_error_m) for label, e in curves], unit, "position")
     _cdf_panel(right, [(label, e.rotation_error_deg) for label, e in curves], "°", "rotation")
     fig.suptitle(title or "Cumulative distribution of the pose errors")
     save_figure(fig, path)
@@ -157,10 +162,11 @@ class _PlainLogFormatter(ticker.LogFormatter):
         return f"{x:g}" if super().__call__(x, pos) else ""
 
 
-def plot_training(log_path: Path, out_png: Path) -> bool:
+def plot_training(log_path: Path, out_png: Path, unit: str = METRES) -> bool:
     """Training curves from the trainer's JSON-lines log: loss, its parts (log scale), s_x/s_q
-    when logged, and validation and test median errors when logged (solid and dashed). Returns
-    False (nothing written) when the log is missing or holds no training entries."""
+    when logged, and validation and test median errors (positions in `unit`) when logged (solid
+    and dashed). Returns False (nothing written) when the log is missing or holds no training
+    entries."""
     if not Path(log_path).is_file():
         return False
     entries = read_log(log_path)
@@ -206,7 +212,7 @@ def plot_training(log_path: Path, out_png: Path) -> bool:
                 twin.plot(
                     *rotation, "s" + style, color="C3", lw=1.6, ms=4, label=f"{split} rotation"
                 )
-            ax.set_ylabel("median position error (m)", color="C0")
+            ax.set_ylabel(f"median position error ({unit})", color="C0")
             twin.set_ylabel("median rotation error (°)", color="C3")
             lines = ax.get_lines() + twin.get_lines()
             ax.legend(lines, [str(line.get_label()) for line in lines], fontsize=9)
@@ -226,23 +232,27 @@ def plot_training(log_path: Path, out_png: Path) -> bool:
 
 
 def metrics_table(metrics: dict[str, Any]) -> str:
-    """Markdown table of the medians, means and accuracy thresholds."""
+    """Markdown table of the medians, means and accuracy thresholds (positions in the metrics'
+    `position_unit`, metres when absent)."""
+    unit = metrics.get("position_unit", METRES)
     rows = [
-        ("median position error", f"{metrics['median_position_error_m']:.3f} m"),
+        ("median position error", f"{metrics['median_position_error_m']:.3f} {unit}"),
         ("median rotation error", f"{metrics['median_rotation_error_deg']:.2f}°"),
-        ("mean position error", f"{metrics['mean_position_error_m']:.3f} m"),
+        ("mean position error", f"{metrics['mean_position_error_m']:.3f} {unit}"),
         ("mean rotation error", f"{metrics['mean_rotation_error_deg']:.2f}°"),
     ]
     rows += [
-        ("within " + re.sub(r"^([0-9.]+)m_([0-9.]+)deg$", r"\1 m, \2°", key), f"{100 * v:.1f} %")
+        ("within " + re.sub(r"^([0-9.]+)m_([0-9.]+)deg$", rf"\1 {unit}, \2°", key),
+         f"{100 * v:.1f} %")
         for key, v in metrics.get("accuracy", {}).items()
-    ]
+    ]  # fmt: skip
     return "\n".join(["| metric | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)])
 
 
 def sequence_table(metrics: dict[str, Any]) -> str:
     """Markdown table of the per-sequence frame counts and medians."""
-    lines = ["| sequence | frames | median position (m) | median rotation (°) |",
+    unit = metrics.get("position_unit", METRES)
+    lines = [f"| sequence | frames | median position ({unit}) | median rotation (°) |",
              "|---|---|---|---|"]  # fmt: skip
     for seq, m in metrics.get("per_sequence", {}).items():
         lines.append(f"| {seq} | {m['num_frames']} | {m['median_position_error_m']:.3f} "
@@ -258,8 +268,9 @@ def write_report(
     folder.mkdir(parents=True, exist_ok=True)
     split = metrics.get("split", "test")
     plot_trajectory(scene, errors, folder / "trajectory.png")
-    plot_cdf([("", errors)], folder / "cdf.png")
-    if not (trained := plot_training(Path(log_path), folder / "training.png")):
+    unit = scene.position_unit
+    plot_cdf([("", errors)], folder / "cdf.png", unit=unit)
+    if not (trained := plot_training(Path(log_path), folder / "training.png", unit)):
         (folder / "training.png").unlink(missing_ok=True)
     a, b = ground_axes(scene.centres if len(scene.frames) else errors.true_position)
     counts = {s: len(scene.split(s)) for s in ("train", "test")}
@@ -271,6 +282,8 @@ def write_report(
         f"- Split evaluated: **{split}**, {metrics['num_frames']} frames in {len(sequences)} "
         f"sequence(s): {', '.join(sequences)}",
         f"- Scene frames: {counts['train']} training, {counts['test']} test",
+        f"- Positions in {unit}"
+        + (" (no scale given: --scale or --scale-from)" if unit != METRES else ""),
     ]
     if "checkpoint" in metrics:
         lines.append(f"- Checkpoint: `{metrics['checkpoint']}`")

@@ -17,6 +17,8 @@ from geoposenet.errors import DatasetError
 from geoposenet.geometry import canonical_quaternion_np
 
 Split = Literal["train", "val", "test"]
+METRES = "m"
+MODEL_UNITS = "model units"  # a reconstruction's arbitrary scale: no scale was given
 SPLITS: tuple[Split, ...] = ("train", "test")  # the splits a dataset's files define
 """'val' frames are training frames held out for model selection (geoposenet.validation)."""
 
@@ -72,6 +74,8 @@ class Scene:
 
     root: the dataset folder; name: a short scene name; format: the reader that made it.
     points: (M, 3) float64 world points (SfM points, or depth back-projections).
+    position_unit: the unit of centres and points: METRES, or MODEL_UNITS for a reconstruction
+    read without a scale (--scale, --scale-from).
     """
 
     root: Path
@@ -79,9 +83,14 @@ class Scene:
     format: str
     frames: list[Frame]
     points: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), dtype=np.float64))
+    position_unit: str = METRES
 
     def __post_init__(self) -> None:
         self.points = np.asarray(self.points, dtype=np.float64).reshape(-1, 3)
+
+    def with_frames(self, frames: list[Frame]) -> Scene:
+        """The same scene (points shared, not copied) with other frames."""
+        return Scene(self.root, self.name, self.format, frames, self.points, self.position_unit)
 
     def split(self, split: Split) -> list[Frame]:
         """The frames of one split, in reading order."""
@@ -89,7 +98,7 @@ class Scene:
 
     def subset(self, split: Split) -> Scene:
         """A Scene with only the frames of `split` (points shared, not copied)."""
-        return Scene(self.root, self.name, self.format, self.split(split), self.points)
+        return self.with_frames(self.split(split))
 
     @property
     def centres(self) -> np.ndarray:
@@ -130,7 +139,8 @@ class Scene:
         return problems
 
     def summary(self) -> dict[str, object]:
-        """Frames per split, scene extent (m) and points per frame, for `geoposenet check`."""
+        """Frames per split, scene extent (in `position_unit`) and points per frame, for
+        `geoposenet check`."""
         centres = self.centres
         counts = np.array([f.point_ids.size for f in self.frames]) if self.frames else np.zeros(1)
         extent = (centres.max(0) - centres.min(0)).tolist() if len(centres) else [0.0] * 3
@@ -139,7 +149,8 @@ class Scene:
             "format": self.format,
             "frames": {s: len(self.split(s)) for s in ("train", "val", "test")},
             "sequences": sorted({f.sequence for f in self.frames}),
-            "camera_extent_m": [round(v, 3) for v in extent],
+            "camera_extent": [round(v, 3) for v in extent],
+            "position_unit": self.position_unit,
             "points": len(self.points),
             "points_per_frame": {
                 "min": int(counts.min()),

@@ -13,7 +13,7 @@ import argparse
 import difflib
 import math
 import types
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
@@ -195,20 +195,26 @@ def default_text(item: Declared) -> str:
 
 
 def add_flags(
-    parser: argparse.ArgumentParser, cls: type, defaults: Callable[[Declared], str]
+    parser: argparse.ArgumentParser,
+    cls: type,
+    defaults: Callable[[Declared], str],
+    only: Collection[str] | None = None,
 ) -> None:
-    """One argument per setting of `cls`, in two groups (recipe, options). Nothing given stays
-    absent from the namespace (argparse.SUPPRESS), so a caller knows what the user set;
-    `defaults(item)` is the default shown in --help."""
-    groups = {
+    """One argument per setting of `cls`, in two groups (recipe, options), or only the settings
+    named in `only` (another command's share of them, e.g. the dataset options of `eval`).
+    Nothing given stays absent from the namespace (argparse.SUPPRESS), so a caller knows what the
+    user set; `defaults(item)` is the default shown in --help."""
+    groups: dict[str, Any] = {
         "recipe": parser.add_argument_group(
             "recipe", "what defines the trained model; fixed for a run (--resume refuses changes)"
         ),
         "option": parser.add_argument_group(
             "run options", "how this process runs; may change when resuming"
         ),
-    }
+    } if only is None else {"recipe": parser, "option": parser}  # fmt: skip
     for item in declared(cls):
+        if only is not None and item.name not in only:
+            continue
         help_text = f"{item.setting.help} (default: {defaults(item)})".replace("%", "%%")
         group = groups[item.setting.kind]
         if item.setting.positional:

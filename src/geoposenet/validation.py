@@ -100,7 +100,7 @@ def _whole_sequences(scene: Scene, held: set[str]) -> tuple[Scene, Holdout]:
     ]
     count = sum(f.split == "val" for f in frames)
     names = ", ".join(sorted(held))
-    return _with(scene, frames), Holdout(count, 0, f"whole sequences {names} ({count} frames)")
+    return scene.with_frames(frames), Holdout(count, 0, f"whole sequences {names} ({count} frames)")
 
 
 def _stretches(
@@ -129,8 +129,4 @@ def _stretches(
         f"the middle {fraction:.0%} of each training sequence ({val} frames), "
         f"{gap} frames beside them left out"
     )
-    return _with(scene, frames), Holdout(val, gap, text)
-
-
-def _with(scene: Scene, frames: list[Frame]) -> Scene:
-    return Scene(scene.root, scene.name, scene.format, frames, scene.points)
+    return scene.with_frames(frames), Holdout(val, gap, text)

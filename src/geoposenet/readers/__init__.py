@@ -1,8 +1,11 @@
 """Dataset readers: each turns one on-disk format into a `Scene`.
 
-`load_scene` detects the format from the folder (Cambridge Landmarks, 7-Scenes, COLMAP) and raises a
-DatasetError naming file and line at the first problem; `check_dataset` reads the same way but
-collects every problem (and also decodes every image) for `geoposenet check`.
+`load_scene` detects the format from the folder (Cambridge Landmarks, 7-Scenes, COLMAP, nerfstudio)
+and raises a DatasetError naming file and line at the first problem; `check_dataset` reads the same
+way but collects every problem (and also decodes every image) for `geoposenet check`.
+Reconstructions in arbitrary units (COLMAP, nerfstudio) become metres here, at the boundary, when
+a scale is given (`scale`, `scale_from`: see _scale); without one they stay in "model units",
+which every report then names instead of "m".
 No frame is dropped in silence: a file the format makes a frame but that lacks its pose, image or
 (where the others have one) depth map is a problem. Files that are not frames but may be wanted
 (images beside the labelled ones, images a COLMAP model does not register) are notes: `check`
@@ -19,19 +22,22 @@ from types import ModuleType
 from typing import Any, Literal
 
 from geoposenet.errors import DatasetError, InputError
-from geoposenet.readers import cambridge, colmap, sevenscenes
+from geoposenet.readers import cambridge, colmap, nerfstudio, sevenscenes
 from geoposenet.readers._common import ImageCheck, Problems
-from geoposenet.scene import Scene
+from geoposenet.readers._scale import check_choice, in_metres, scale_from_file
+from geoposenet.scene import METRES, Scene
 
 __all__ = ["FORMATS", "CheckReport", "check_dataset", "detect_format", "load_scene"]
 
-READERS: dict[str, ModuleType] = {"cambridge": cambridge, "7scenes": sevenscenes, "colmap": colmap}
+READERS: dict[str, ModuleType] = {
+    "cambridge": cambridge, "7scenes": sevenscenes, "colmap": colmap, "nerfstudio": nerfstudio,
+}  # fmt: skip
 FORMATS = ("auto", *READERS)
 _READER_ARGS = {"root", "problems", "image_check"}
 
 
 def detect_format(path: str | Path) -> str:
-    """The format of the dataset folder `path`: 'cambridge', '7scenes' or 'colmap'."""
+    """The format of the dataset folder `path`: 'cambridge', '7scenes', 'colmap' or 'nerfstudio'."""
     root = _folder(path)
     for name, reader in READERS.items():
         if reader.looks_like(root):
@@ -46,21 +52,28 @@ def load_scene(
     format: str = "auto",
     *,
     require_images: bool = True,
+    scale: float | None = None,
+    scale_from: str | Path | None = None,
     **options: Any,
 ) -> Scene:
     """Read the dataset folder `path` into a Scene, keeping the frames of `split` ('all' keeps
     both; points are shared). `require_images=False` skips the image existence check (for label
-    files without images). Format options: 7scenes `points_per_frame=512, seed=0, cache=True`;
-    colmap `images=None` (image folder), `test_every=8`. Raises DatasetError on bad data."""
+    files without images). `scale` (metres per model unit) or `scale_from` (a file of known
+    distances) put a COLMAP or nerfstudio scene in metres. Format options: 7scenes
+    `points_per_frame=512, seed=0, cache=True`; colmap and nerfstudio `images=None` (image
+    folder), `test_list=None` (file of test image names), `test_every=None`.
+    Raises DatasetError on bad data."""
     if split not in ("all", "train", "test"):
         raise InputError(f"split must be 'all', 'train' or 'test', got {split!r}")
     root = _folder(path)
     name = _format(root, format)
-    reader = _reader(name, options)
+    reader = _reader(name, options, scale, scale_from)
     image_check: ImageCheck = "exists" if require_images else "none"
-    scene = reader.read(root, Problems(strict=True), image_check=image_check, **options)
+    problems = Problems(strict=True)
+    scene = reader.read(root, problems, image_check=image_check, **options)
     if not scene.frames:
         raise DatasetError(root, f"the {name} dataset has no frames")
+    scene = _scaled(scene, scale, scale_from, problems)
     return scene if split == "all" else scene.subset(split)
 
 
@@ -97,7 +110,13 @@ class CheckReport:
 
 
 def check_dataset(
-    path: str | Path, format: str = "auto", *, require_images: bool = True, **options: Any
+    path: str | Path,
+    format: str = "auto",
+    *,
+    require_images: bool = True,
+    scale: float | None = None,
+    scale_from: str | Path | None = None,
+    **options: Any,
 ) -> CheckReport:
     """Read the dataset like `load_scene`, but collect every problem instead of stopping at the
     first, decode every image (when `require_images`), and run the Scene's sanity checks."""
@@ -106,10 +125,12 @@ def check_dataset(
         name = _format(root, format)
     except DatasetError as error:
         return CheckReport(Path(path), None, [str(error)])
-    reader = _reader(name, options)
+    reader = _reader(name, options, scale, scale_from)
     problems = Problems(strict=False)
     image_check: ImageCheck = "decode" if require_images else "none"
     scene = reader.read(root, problems, image_check=image_check, **options)
+    if scene.frames:
+        scene = _scaled(scene, scale, scale_from, problems)
     messages = [str(error) for error in problems.errors]
     messages += [str(DatasetError(root, problem)) for problem in scene.validate()]
     return CheckReport(root, name, messages, scene, problems.notes)
@@ -132,31 +153,48 @@ def _format(root: Path, format: str) -> str:
     return format
 
 
-def _reader(name: str, options: dict[str, Any]) -> ModuleType:
-    """The reader module of format `name`, after checking `options` against its parameters."""
+def _reader(
+    name: str, options: dict[str, Any], scale: float | None, scale_from: str | Path | None
+) -> ModuleType:
+    """The reader module of format `name`, after checking `options` against its parameters and
+    that a scale is only given to a format in arbitrary units."""
     reader = READERS[name]
     accepted = set(inspect.signature(reader.read).parameters) - _READER_ARGS
     unknown = sorted(set(options) - accepted)
     if unknown:
+        flags = ", ".join(f"--{option.replace('_', '-')}" for option in unknown)
         raise InputError(
-            f"unknown option(s) {', '.join(unknown)} for the {name} format; "
-            f"accepted: {', '.join(sorted(accepted)) or 'none'}"
+            f"{flags} (option(s) {', '.join(unknown)}) do(es) not apply to the {name} format; "
+            f"its options: {', '.join(sorted(accepted)) or 'none'}"
         )
+    check_choice(scale, scale_from)
+    if (scale is not None or scale_from is not None) and reader.POSITION_UNIT == METRES:
+        flag = "--scale" if scale is not None else "--scale-from"
+        raise InputError(f"{flag}: the {name} format is in metres already")
     return reader
+
+
+def _scaled(
+    scene: Scene, scale: float | None, scale_from: str | Path | None, problems: Problems
+) -> Scene:
+    """`scene` in metres when a scale is given (directly or from a file), else as it is."""
+    if scale_from is not None:
+        scale = scale_from_file(Path(scale_from), scene, problems)
+    return scene if scale is None else in_metres(scene, scale)
 
 
 def _summary_text(root: Path, scene: Scene) -> str:
     summary = scene.summary()
     frames: dict[str, int] = summary["frames"]  # type: ignore[assignment]
     sequences: list[str] = summary["sequences"]  # type: ignore[assignment]
-    extent: list[float] = summary["camera_extent_m"]  # type: ignore[assignment]
+    extent: list[float] = summary["camera_extent"]  # type: ignore[assignment]
     per_frame: dict[str, float] = summary["points_per_frame"]  # type: ignore[assignment]
     return "\n".join(
         [
             f"{root}: OK, {scene.format} dataset '{scene.name}'",
             f"  frames: {frames['train']} train, {frames['test']} test",
             f"  sequences ({len(sequences)}): {', '.join(sequences)}",
-            "  camera extent: " + " x ".join(f"{v:g}" for v in extent) + " m",
+            "  camera extent: " + " x ".join(f"{v:g}" for v in extent) + f" {scene.position_unit}",
             f"  3D points: {summary['points']}; per frame min {per_frame['min']}, "
             f"median {per_frame['median']:g}, max {per_frame['max']}",
         ]

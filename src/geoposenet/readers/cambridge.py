@@ -35,9 +35,10 @@ from geoposenet.readers._common import (
     unit_quaternion,
 )
 from geoposenet.readers._nvm import NvmModel, read_nvm
-from geoposenet.scene import Frame, Scene, Split
+from geoposenet.scene import METRES, Frame, Scene, Split
 
 FORMAT = "cambridge"
+POSITION_UNIT = METRES
 LABEL_FILES: dict[Split, str] = {"train": "dataset_train.txt", "test": "dataset_test.txt"}
 NVM_FILE = "reconstruction.nvm"
 HEADER_PREFIXES = ("Visual Landmark Dataset", "ImageFile", "")

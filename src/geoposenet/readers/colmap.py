@@ -10,12 +10,15 @@ Points: all points3D, indexed in ascending point3D_id order; a frame's point_ids
 Intrinsics: for the pinhole-family models (SIMPLE_PINHOLE, PINHOLE, SIMPLE_RADIAL, RADIAL, OPENCV,
 FULL_OPENCV) the pinhole part of the calibration matrix, distortion dropped; None for fisheye and
 other models, whose projection a pinhole K would misdescribe.
-Splits: `train.txt` / `test.txt` (one image name a line) beside the model, else in the dataset
-folder. With both, they define the splits and must together list every registered image; with
-one, the other split is every remaining image; with none, every `test_every`-th image in name order
-(the 1st, the (test_every + 1)-th, ...) is a test image.
+Splits: the options `test_list` (a file of test image names) or `test_every` (every N-th name)
+when given; else `train.txt` / `test.txt` (one image name a line) beside the model, else in the
+dataset folder: with both, they define the splits and must together list every registered image;
+with one, the other split is every remaining image; with none, held-out test stretches with a gap
+before them (readers/_split.py).
+Units: the model's own (arbitrary) ones; `load_scene`'s `scale`/`scale_from` turn them into metres.
 
-Completeness (no frame dropped in silence): every registered image (one with a pose) is a frame.
+Completeness (no frame dropped in silence): every registered image (one with a pose) is a frame,
+but for the gap images of the default split, which `check` notes.
 Its file missing from the image folder, its name registered twice, a split list naming an image
 the model does not register, and a registered image in neither of two split lists are problems.
 Image files in the image folder that the model does not register (or registers without a pose)
@@ -31,7 +34,6 @@ from typing import Any
 
 import numpy as np
 
-from geoposenet.errors import InputError
 from geoposenet.geometry import quaternion_to_matrix_np
 from geoposenet.readers._colmap_layout import check_binary_model
 from geoposenet.readers._common import (
@@ -45,9 +47,11 @@ from geoposenet.readers._common import (
     relative_image_name,
     unit_quaternion,
 )
-from geoposenet.scene import SPLITS, Frame, Intrinsics, Scene, Split
+from geoposenet.readers._split import GAP_NOTE, Role, check_choice, chosen_split
+from geoposenet.scene import MODEL_UNITS, Frame, Intrinsics, Scene, Split
 
 FORMAT = "colmap"
+POSITION_UNIT = MODEL_UNITS
 MODEL_FILES = ("cameras", "images", "points3D")
 LOOKED_FOR = (
     "a COLMAP model (cameras/images/points3D .bin or .txt) in the folder, sparse/ or sparse/0"
@@ -87,12 +91,14 @@ def read(
     problems: Problems,
     image_check: ImageCheck = "exists",
     images: str | Path | None = None,
-    test_every: int = 8,
+    test_list: str | Path | None = None,
+    test_every: int | None = None,
 ) -> Scene:
-    """Read the COLMAP dataset folder `root` into a Scene."""
-    if test_every < 1:
-        raise InputError(f"test_every must be >= 1, got {test_every}")
-    empty = Scene(root, root.name, FORMAT, [])
+    """Read the COLMAP dataset folder `root` into a Scene, in the model's units. `images`: the
+    image folder (default `images`), relative to `root` or absolute; `test_list`, `test_every`:
+    the test split (see the module docstring)."""
+    check_choice(test_list, test_every)
+    empty = Scene(root, root.name, FORMAT, [], position_unit=MODEL_UNITS)
     model = find_model(root)
     if model is None:
         problems.add(root, f"no COLMAP model found: looked for {LOOKED_FOR}")
@@ -113,15 +119,22 @@ def read(
         return empty
     _check_unique_names(records, images_file, problems)
     image_dir = root / images if images is not None else root / "images"
-    splits = _splits(sorted(r.name for r in records), model, root, test_every, problems)
-    frames = []
+    names = sorted(r.name for r in records)
+    sequences = {n: PurePosixPath(n).parent.name or "default" for n in names}
+    given = test_list is not None or test_every is not None
+    own = None if given else _own_split(names, model, root, problems)
+    roles = chosen_split(sequences, own, test_list, test_every, problems)
+    frames, gap = [], []
     for record in sorted(records, key=lambda r: (r.name, r.image_id)):
-        frame = _frame(record, index, image_dir, splits, images_file, image_check, problems)
-        if frame is not None:
+        frame = _frame(record, index, image_dir, roles, images_file, image_check, problems)
+        if frame is not None and roles[record.name] == "gap":
+            gap.append(frame.name)
+        elif frame is not None:
             frames.append(frame)
+    problems.note_files(images_file, GAP_NOTE, gap)
     if image_check != "none":
         _note_unregistered(image_dir, {record.name for record in records}, problems)
-    return Scene(root, root.name, FORMAT, frames, points)
+    return Scene(root, root.name, FORMAT, frames, points, MODEL_UNITS)
 
 
 def _note_unregistered(image_dir: Path, registered: set[str], problems: Problems) -> None:
@@ -203,12 +216,13 @@ def _frame(
     record: _Image,
     index: dict[int, int],
     image_dir: Path,
-    splits: dict[str, Split],
+    roles: dict[str, Role],
     images_file: Path,
     image_check: ImageCheck,
     problems: Problems,
 ) -> Frame | None:
-    if record.name not in splits:
+    """The frame of a registered image (split 'train' for a gap image), or None (reported)."""
+    if record.name not in roles:
         return None
     name = relative_image_name(record.name, images_file, None, problems)
     if name is None:
@@ -227,26 +241,26 @@ def _frame(
     point_ids = np.unique(np.array([index[i] for i in record.point3d_ids], dtype=np.int64))
     check_image(image_dir / name, image_check, images_file, None, problems)
     sequence = PurePosixPath(name).parent.name or "default"
+    split: Split = "test" if roles[record.name] == "test" else "train"
     return Frame(
-        name, image_dir / name, centre, quaternion, sequence, splits[record.name], point_ids,
-        record.intrinsics,
-    )  # fmt: skip
+        name, image_dir / name, centre, quaternion, sequence, split, point_ids, record.intrinsics
+    )
 
 
-def _splits(
-    names: list[str], model: Path, root: Path, test_every: int, problems: Problems
-) -> dict[str, Split]:
-    """Image name -> split, from train.txt/test.txt lists or every `test_every`-th name."""
+def _own_split(
+    names: list[str], model: Path, root: Path, problems: Problems
+) -> dict[str, Role] | None:
+    """Image name -> split from the train.txt/test.txt lists; None when there are none."""
     folder = next(
         (f for f in (model, root) if (f / "train.txt").is_file() or (f / "test.txt").is_file()),
         None,
     )
     if folder is None:
-        return {n: "test" if i % test_every == 0 else "train" for i, n in enumerate(names)}
-    listed: dict[Split, set[str]] = {}
+        return None
+    listed: dict[Role, set[str]] = {}
     known = set(names)
     where: dict[str, str] = {}
-    for split in SPLITS:
+    for split in ("train", "test"):
         path = folder / f"{split}.txt"
         if not path.is_file():
             continue
@@ -268,6 +282,6 @@ def _splits(
                     f"registered image {name!r} is in neither train.txt nor test.txt",
                 )
         return {n: s for s, group in listed.items() for n in group}
-    split, group = next(iter(listed.items()))
-    other: Split = "test" if split == "train" else "train"
-    return {n: split if n in group else other for n in names}
+    only, group = next(iter(listed.items()))
+    other: Role = "test" if only == "train" else "train"
+    return {n: only if n in group else other for n in names}

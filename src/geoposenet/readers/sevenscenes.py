@@ -44,9 +44,10 @@ from geoposenet.readers._common import (
     parse_floats,
     read_lines,
 )
-from geoposenet.scene import Frame, Scene, Split
+from geoposenet.scene import METRES, Frame, Scene, Split
 
 FORMAT = "7scenes"
+POSITION_UNIT = METRES
 SPLIT_FILES: dict[Split, str] = {"train": "TrainSplit.txt", "test": "TestSplit.txt"}
 LOOKED_FOR = "TrainSplit.txt and seq-XX folders (7-Scenes)"
 DEPTH_FOCAL = 585.0

@@ -182,8 +182,9 @@ def _prepare(out: Path, marker: dict) -> SynthReport | None:
 def synthesize(
     out: Path, preset: str = "room", format: str = "cambridge", seed: int = 0
 ) -> SynthReport:
-    """Render preset `preset` with `seed` into folder `out` in `format` (cambridge, 7scenes or
-    colmap) and write OUT/difficulty.json; reuse a complete earlier render of the same settings."""
+    """Render preset `preset` with `seed` into folder `out` in `format` (cambridge, 7scenes,
+    colmap or nerfstudio) and write OUT/difficulty.json; reuse a complete earlier render of the
+    same settings."""
     if preset not in PRESETS:
         raise InputError(f"unknown synthetic preset {preset!r}; choose from {sorted(PRESETS)}")
     if format not in FORMATS:

@@ -1,4 +1,4 @@
-"""Writers of the rendered scene in the three on-disk formats the readers understand.
+"""Writers of the rendered scene in the four on-disk formats the readers understand.
 
 Conventions: quaternions (w, x, y, z) = world -> camera rotation, canonical w >= 0; camera centre c
 in world metres. Sequences are numbered from 1 (cambridge/colmap `seqN`, 7-Scenes `seq-0N`),
@@ -13,10 +13,15 @@ frames from 1 (cambridge/colmap `frame00001`) or 0 (7-Scenes `frame-000000`), li
   `sequenceN`.
 - colmap: images/seqN/frame00001.png, sparse/0 (pycolmap binary model: one PINHOLE camera, one
   trivial rig and frame per image, observations as points2D), train.txt / test.txt with image names.
+- nerfstudio: images/seqN/frame00001.png, transforms.json (shared PINHOLE intrinsics, per frame
+  the camera-to-world 4x4 in the OpenGL convention: camera x right, y up, looking along -z;
+  train_filenames / test_filenames) and sparse_pc.ply (binary little endian x y z as doubles and
+  r g b, the points some frame sees).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +31,8 @@ from PIL import Image
 
 from geoposenet.synthetic.render import Camera
 
-FORMATS = ("cambridge", "7scenes", "colmap")
+FORMATS = ("cambridge", "7scenes", "colmap", "nerfstudio")
+OPENGL_FROM_OPENCV = np.diag([1.0, -1.0, -1.0])  # camera axes: flips y and z
 # 7-Scenes depth camera: f = 585 and principal point (320, 240) with pixel indices as coordinates
 # (the readers back-project pixel (row i, col j) at u = j), i.e. (320.5, 240.5) in ours.
 DEPTH_CAMERA = Camera(640, 480, 585.0, principal=(320.5, 240.5))
@@ -60,7 +66,7 @@ def image_name(fmt: str, record: FrameRecord) -> str:
     if fmt == "7scenes":
         return f"{seq}/frame-{record.index:06d}.color.png"
     name = f"{seq}/frame{record.index + 1:05d}.png"
-    return f"images/{name}" if fmt == "colmap" else name
+    return f"images/{name}" if fmt in ("colmap", "nerfstudio") else name
 
 
 def write_png(path: Path, array: np.ndarray) -> None:
@@ -175,6 +181,43 @@ def _write_colmap(
         (root / f"{split}.txt").write_text("".join(n + "\n" for n in names))
 
 
+def _write_nerfstudio(
+    root: Path, records: list[FrameRecord], camera: Camera, points: np.ndarray, colours: np.ndarray
+) -> None:
+    frames = []
+    for r in records:
+        world_from_camera = np.eye(4)
+        world_from_camera[:3, :3] = r.rotation.T @ OPENGL_FROM_OPENCV
+        world_from_camera[:3, 3] = r.centre
+        frames.append({"file_path": image_name("nerfstudio", r),
+                       "transform_matrix": world_from_camera.tolist()})  # fmt: skip
+    seen = np.unique(np.concatenate([r.point_ids for r in records])).astype(np.int64)
+    content = {
+        "camera_model": "PINHOLE",
+        "fl_x": camera.focal, "fl_y": camera.focal, "cx": camera.cx, "cy": camera.cy,
+        "w": camera.width, "h": camera.height,
+        "frames": frames,
+        "train_filenames": [image_name("nerfstudio", r) for r in records if r.split == "train"],
+        "test_filenames": [image_name("nerfstudio", r) for r in records if r.split == "test"],
+        "ply_file_path": "sparse_pc.ply",
+    }  # fmt: skip
+    (root / "transforms.json").write_text(json.dumps(content, indent=2) + "\n")
+    vertex = np.dtype([("x", "<f8"), ("y", "<f8"), ("z", "<f8"),
+                       ("red", "u1"), ("green", "u1"), ("blue", "u1")])  # fmt: skip
+    table = np.zeros(len(seen), dtype=vertex)
+    for k, axis in enumerate("xyz"):
+        table[axis] = points[seen, k]
+    for k, channel in enumerate(("red", "green", "blue")):
+        table[channel] = colours[seen, k]
+    header = (
+        "ply\nformat binary_little_endian 1.0\n"
+        f"element vertex {len(seen)}\n"
+        "property double x\nproperty double y\nproperty double z\n"
+        "property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n"
+    )
+    (root / "sparse_pc.ply").write_bytes(header.encode("ascii") + table.tobytes())
+
+
 def write_metadata(
     root: Path,
     fmt: str,
@@ -188,5 +231,7 @@ def write_metadata(
         _write_cambridge(root, records, camera, points, colours)
     elif fmt == "7scenes":
         _write_sevenscenes(root, records)
+    elif fmt == "nerfstudio":
+        _write_nerfstudio(root, records, camera, points, colours)
     else:
         _write_colmap(root, records, camera, points, colours)
