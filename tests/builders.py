@@ -4,6 +4,7 @@ corrupt one thing in them (test_readers_errors, test_bad_inputs). Import as `imp
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -88,4 +89,45 @@ def colmap(root: Path, binary: bool = False) -> Path:
     (root / "images").mkdir()
     for i in range(3):
         Image.new("RGB", (64, 48), (40 * i, 80, 120)).save(root / "images" / f"im{i}.png")
+    return root
+
+
+# A nerfstudio capture: 3 frames looking along -z (OpenGL) at x = 0, 1, 2, one shared PINHOLE
+# camera, explicit splits and an ASCII PLY of 3 points in front of the cameras.
+NERFSTUDIO_POINTS = ["0 0 -2 255 0 0", "1 0.5 -4 0 255 0", "2 -0.5 -6 0 0 255"]
+
+
+def nerfstudio_transforms() -> dict:
+    """The transforms.json content of `nerfstudio`."""
+    frames = [
+        {"file_path": f"images/im{i}.png",
+         "transform_matrix": [[1, 0, 0, i], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]}
+        for i in range(3)
+    ]  # fmt: skip
+    return {
+        "camera_model": "PINHOLE", "fl_x": 60.0, "fl_y": 60.0, "cx": 32.0, "cy": 24.0,
+        "w": 64, "h": 48, "frames": frames, "ply_file_path": "points.ply",
+        "train_filenames": ["images/im0.png", "images/im1.png"],
+        "test_filenames": ["images/im2.png"],
+    }  # fmt: skip
+
+
+def ply_ascii(rows: list[str]) -> str:
+    """An ASCII PLY with x y z (float) and r g b (uchar) vertices, one per row."""
+    header = [
+        "ply", "format ascii 1.0", "comment made by a test", f"element vertex {len(rows)}",
+        "property float x", "property float y", "property float z", "property uchar red",
+        "property uchar green", "property uchar blue", "end_header",
+    ]  # fmt: skip
+    return "\n".join(header + rows) + "\n"
+
+
+def nerfstudio(root: Path, transforms: dict | None = None) -> Path:
+    """A nerfstudio capture folder: transforms.json, its 64x48 images and points.ply."""
+    (root / "images").mkdir(parents=True)
+    content = nerfstudio_transforms() if transforms is None else transforms
+    (root / "transforms.json").write_text(json.dumps(content, indent=2))
+    for i in range(3):
+        Image.new("RGB", (64, 48), (40 * i, 80, 120)).save(root / "images" / f"im{i}.png")
+    (root / "points.ply").write_text(ply_ascii(NERFSTUDIO_POINTS))
     return root

@@ -72,7 +72,11 @@ def test_model_round_trips(tmp_path: Path, kind: str, where: str) -> None:
     _images(tmp_path)
     assert detect_format(tmp_path) == "colmap"
     scene = load_scene(tmp_path)
-    assert [f.name for f in scene.frames] == sorted(NAMES)
+    # No split lists: in each sequence of 5 the last image is a test image and the one before it
+    # the gap (in neither split); the rest train.
+    gap = ["seqA/img03.png", "seqB/img03.png"]
+    assert [f.name for f in scene.frames] == [n for n in sorted(NAMES) if n not in gap]
+    assert [f.name for f in scene.split("test")] == ["seqA/img04.png", "seqB/img04.png"]
     assert len(scene.points) == 40
     for frame in scene.frames:
         expected = truth[frame.name]
@@ -81,8 +85,10 @@ def test_model_round_trips(tmp_path: Path, kind: str, where: str) -> None:
         assert {tuple(p) for p in scene.points[frame.point_ids]} == expected["seen"]
         assert frame.sequence == frame.name.split("/")[0]
         assert frame.image == tmp_path.resolve() / "images" / frame.name
-    # Every 8th image in name order is a test image: the 1st and the 9th.
+    # --test-every 8: every 8th image in name order is a test image, the 1st and the 9th.
+    scene = load_scene(tmp_path, test_every=8)
     assert [f.name for f in scene.split("test")] == [sorted(NAMES)[0], sorted(NAMES)[8]]
+    assert len(scene.frames) == len(NAMES)
 
 
 def test_intrinsics_from_pinhole_family_only(tmp_path: Path) -> None:

@@ -193,7 +193,7 @@ def test_colmap_problems(tmp_path: Path) -> None:
     _raises(root, "test.txt", 2, "'im7.png' is not a registered image", require_images=False)
     (root / "sparse" / "points3D.txt").unlink()
     _raises(root, "sparse", None, "lacks points3D.bin/.txt")
-    with pytest.raises(InputError, match="test_every"):
+    with pytest.raises(InputError, match="--test-every must be at least 1"):
         load_scene(root, test_every=0)
 
 
@@ -402,8 +402,10 @@ def test_colmap_unregistered_image_files_are_notes(tmp_path: Path) -> None:
     Image.new("RGB", (64, 48)).save(root / "images" / "late" / "im9.jpg")
     (root / "images" / "list.txt").write_text("not an image")
     report = check_dataset(root)
-    assert report.ok and len(load_scene(root).frames) == 3
+    assert report.ok and len(load_scene(root).frames) == 2
     folder = root.resolve() / "images"
     assert report.notes == [
-        f"{folder}: 1 image file(s) that the model does not register, not frames: late/im9.jpg"
+        f"{root.resolve() / 'sparse' / 'images.txt'}: 1 posed image(s) in the gap before a "
+        "held-out test stretch (in neither split), not frames: im1.png",
+        f"{folder}: 1 image file(s) that the model does not register, not frames: late/im9.jpg",
     ]

@@ -162,9 +162,9 @@ def _reader(
     accepted = set(inspect.signature(reader.read).parameters) - _READER_ARGS
     unknown = sorted(set(options) - accepted)
     if unknown:
-        flags = ", ".join(f"--{option.replace('_', '-')}" for option in unknown)
+        flags = ", ".join(f"--{option.replace('_', '-')} ({option})" for option in unknown)
         raise InputError(
-            f"{flags} (option(s) {', '.join(unknown)}) do(es) not apply to the {name} format; "
+            f"unknown option(s) for the {name} format: {flags}; "
             f"its options: {', '.join(sorted(accepted)) or 'none'}"
         )
     check_choice(scale, scale_from)

@@ -40,17 +40,23 @@ def read_ply_points(path: Path, problems: Problems) -> np.ndarray | None:
     names = [name for name, _ in properties]
     dtype = np.dtype([(name, "<" + kind) for name, kind in properties])
     if fmt == "ascii":
-        rows = data[body:].decode("ascii", "replace").split("\n")
-        rows = [row for row in rows if row.strip()][:count]
+        rows = [row.split() for row in data[body:].decode("ascii", "replace").split("\n")]
+        rows = [tokens for tokens in rows if tokens][:count]
+        if len(rows) < count:
+            problems.add(path, f"expected {count} vertex lines, found {len(rows)}")
+            return None
+        for k, tokens in enumerate(rows):
+            if len(tokens) != len(names):
+                problems.add(
+                    path, f"vertex {k}: expected {len(names)} numbers, found {len(tokens)}"
+                )
+                return None
         try:
-            table = np.array([[float(v) for v in row.split()] for row in rows], dtype=np.float64)
+            table = np.array(rows, dtype=np.float64).reshape(count, len(names))
         except ValueError:
             problems.add(path, "a vertex line holds something that is not a number")
             return None
-        if len(rows) < count or table.shape[1:] != (len(names),):
-            problems.add(path, f"expected {count} vertex lines of {len(names)} numbers")
-            return None
-        xyz = table[:, [names.index(a) for a in "xyz"]].reshape(-1, 3)
+        xyz = table[:, [names.index(a) for a in "xyz"]]
     else:
         available = (len(data) - body) // dtype.itemsize
         if available < count:
