@@ -1,17 +1,22 @@
-"""COLMAP: models built with pycolmap in the test, written as binary and text, read back."""
+"""COLMAP: models built with pycolmap in the test, written as binary and text, read back; the
+default held-out split, --test-list, --scale and --scale-from."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import builders
 import numpy as np
 import pycolmap
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image
 from scipy.spatial.transform import Rotation
 
-from geoposenet.errors import DatasetError
-from geoposenet.readers import detect_format, load_scene
+from geoposenet.errors import DatasetError, InputError
+from geoposenet.readers import check_dataset, detect_format, load_scene
+from geoposenet.readers._split import held_out_stretches
 
 NAMES = [f"{seq}/img{i:02d}.png" for seq in ("seqA", "seqB") for i in range(5)]
 
@@ -131,3 +136,75 @@ def test_split_lists_and_options(tmp_path: Path) -> None:
     (tmp_path / "images").rename(tmp_path / "photos")
     scene = load_scene(tmp_path, images="photos", split="train")
     assert all(f.image.is_file() and f.image.parent.parent.name == "photos" for f in scene.frames)
+
+
+@given(st.lists(st.integers(1, 40), min_size=1, max_size=5))
+def test_default_split_holds_out_whole_stretches(lengths: list[int]) -> None:
+    sequences = {f"s{k}/f{i:03d}": f"s{k}" for k, n in enumerate(lengths) for i in range(n)}
+    roles = held_out_stretches(sequences)
+    assert set(roles) == set(sequences)
+    for k, n in enumerate(lengths):
+        order = [roles[f"s{k}/f{i:03d}"] for i in range(n)]
+        if len(lengths) >= 3:  # whole sequences
+            assert len(set(order)) == 1
+            continue
+        tests = [i for i, role in enumerate(order) if role == "test"]
+        trains = [i for i, role in enumerate(order) if role == "train"]
+        if n >= 3:  # room for a training frame, a gap and a test frame
+            assert tests and tests == list(range(tests[0], n)) and trains
+            assert max(trains) < tests[0] - 1  # a gap between them: never neighbours
+        else:
+            assert not tests
+    if len(lengths) >= 3:
+        held = {sequences[n] for n, role in roles.items() if role == "test"}
+        assert held == {f"s{k}" for k in range(len(lengths))[-max(1, round(0.15 * len(lengths))) :]}
+
+
+def test_test_list_and_scale(tmp_path: Path) -> None:
+    reconstruction, truth = _build(np.random.default_rng(3))
+    reconstruction.write_binary(str(tmp_path))
+    points = np.array([p.xyz for _, p in sorted(reconstruction.points3D.items())])
+    (tmp_path / "mine.txt").write_text("seqB/img02.png\n\nseqA/img04.png\n")
+    scene = load_scene(tmp_path, require_images=False, test_list=tmp_path / "mine.txt")
+    assert [f.name for f in scene.split("test")] == ["seqA/img04.png", "seqB/img02.png"]
+    assert len(scene.frames) == len(NAMES) and scene.position_unit == "model units"
+    (tmp_path / "mine.txt").write_text("seqA/img04.png\nseqC/x.png\n")
+    with pytest.raises(DatasetError, match=r"mine\.txt:2: image 'seqC/x\.png' is not a posed"):
+        load_scene(tmp_path, require_images=False, test_list=tmp_path / "mine.txt")
+    # --scale multiplies the centres and the points (pycolmap's model is the oracle).
+    scaled = load_scene(tmp_path, require_images=False, scale=2.5)
+    assert scaled.position_unit == "m"
+    np.testing.assert_allclose(scaled.points, points * 2.5, rtol=0, atol=1e-12)
+    for frame in scaled.frames:
+        np.testing.assert_allclose(frame.centre, truth[frame.name]["centre"] * 2.5, atol=1e-9)
+        np.testing.assert_allclose(frame.quaternion, truth[frame.name]["q"], atol=1e-9)
+    # --scale-from: two known distances of 3x the model's give a scale of 3.
+    a, b, c = (truth[n]["centre"] for n in ("seqA/img00.png", "seqB/img01.png", "seqA/img02.png"))
+    lines = [
+        "# tape-measured distances between camera centres",
+        f"seqA/img00.png seqB/img01.png {3 * float(np.linalg.norm(a - b))!r}",
+        f"seqA/img02.png seqA/img00.png {3 * float(np.linalg.norm(c - a))!r}",
+    ]
+    (tmp_path / "scale.txt").write_text("\n".join(lines) + "\n")
+    from_file = load_scene(tmp_path, require_images=False, scale_from=tmp_path / "scale.txt")
+    np.testing.assert_allclose(from_file.points, points * 3, rtol=1e-12, atol=1e-12)
+    for frame in from_file.frames:
+        np.testing.assert_allclose(frame.centre, truth[frame.name]["centre"] * 3, atol=1e-9)
+    (tmp_path / "scale.txt").write_text(lines[1] + "\nseqA/img00.png nowhere.png 2\n")
+    with pytest.raises(DatasetError, match=r"scale\.txt:2: image 'nowhere\.png' is not a frame"):
+        load_scene(tmp_path, require_images=False, scale_from=tmp_path / "scale.txt")
+    (tmp_path / "scale.txt").write_text(lines[1] + "\nseqA/img00.png seqA/img02.png 1e9\n")
+    report = check_dataset(tmp_path, require_images=False, scale_from=tmp_path / "scale.txt")
+    assert report.ok and "2 line(s) disagree by more than 5%" in report.notes[-1]
+    with pytest.raises(InputError, match="--scale and --scale-from both"):
+        load_scene(tmp_path, scale=2.0, scale_from=tmp_path / "scale.txt")
+    with pytest.raises(InputError, match="--scale must be positive"):
+        load_scene(tmp_path, scale=0.0)
+
+
+def test_metric_formats_refuse_a_scale(tmp_path: Path) -> None:
+    root = builders.cambridge(tmp_path / "scene")
+    with pytest.raises(InputError, match="--scale: the cambridge format is in metres already"):
+        load_scene(root, scale=2.0)
+    with pytest.raises(InputError, match=r"unknown option\(s\) for the cambridge format: --images"):
+        load_scene(root, images="photos")

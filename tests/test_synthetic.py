@@ -22,7 +22,7 @@ from geoposenet.synthetic import PRESETS, synthesize
 from geoposenet.synthetic.core import MARKER, PARTIAL
 from geoposenet.synthetic.room import build_room
 
-FORMATS = ("cambridge", "7scenes", "colmap")
+FORMATS = ("cambridge", "7scenes", "colmap", "nerfstudio")
 
 
 @pytest.fixture(scope="module")
@@ -67,13 +67,24 @@ def test_formats_load_to_the_same_poses_and_points(tiny: dict[str, Path]) -> Non
     frames = {fmt: _frames(scene) for fmt, scene in scenes.items()}
     keys = set(frames["cambridge"])
     assert len(keys) == sum(PRESETS["tiny"].train) + sum(PRESETS["tiny"].test)
-    for fmt in ("7scenes", "colmap"):
+    for fmt in ("7scenes", "colmap", "nerfstudio"):
         assert set(frames[fmt]) == keys
         for key in keys:
             a, b = frames["cambridge"][key], frames[fmt][key]
             assert a.split == b.split
             np.testing.assert_allclose(a.centre, b.centre, atol=1e-6)
             np.testing.assert_allclose(a.quaternion, b.quaternion, atol=1e-6)
+    # nerfstudio's OpenGL camera-to-world matrices (JSON floats) and COLMAP's cam_from_world
+    # (binary doubles) are both exact: the same poses to 1e-9.
+    for key in keys:
+        a, b = frames["colmap"][key], frames["nerfstudio"][key]
+        np.testing.assert_allclose(a.centre, b.centre, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(a.quaternion, b.quaternion, rtol=0, atol=1e-9)
+    # nerfstudio's points per frame are the PLY points projecting into the image (no occlusion
+    # test), COLMAP's the observed ones: the same order of magnitude, never fewer.
+    colmap_seen = np.array([frames["colmap"][k].point_ids.size for k in sorted(keys)])
+    nerf_seen = np.array([frames["nerfstudio"][k].point_ids.size for k in sorted(keys)])
+    assert (nerf_seen >= colmap_seen).all() and np.median(nerf_seen / colmap_seen) < 3
     # Cambridge (NVM) and COLMAP carry the renderer's points: the same ones in every frame.
     seen = 0
     for key in keys:
@@ -198,6 +209,7 @@ def test_same_seed_gives_identical_files(tiny: dict[str, Path], tmp_path: Path) 
 def test_colmap_and_sevenscenes_are_deterministic(tiny: dict[str, Path], tmp_path: Path) -> None:
     for fmt, names in (
         ("colmap", ["sparse/0/images.bin", "sparse/0/points3D.bin"]),
+        ("nerfstudio", ["transforms.json", "sparse_pc.ply"]),
         ("7scenes", ["seq-01/frame-000003.depth.png", "seq-03/frame-000002.pose.txt"]),
     ):
         again = synthesize(tmp_path / fmt, preset="tiny", format=fmt, seed=0).root
