@@ -1,5 +1,5 @@
 """The bad-input corpus, through the command line as a user meets it: every bad dataset (in each of
-the three formats), flag and checkpoint gives exit 2 and a message naming the file (and line) or
+the four formats), flag and checkpoint gives exit 2 and a message naming the file (and line) or
 flag, with no traceback and no partial output.
 
 Each bad dataset is a small valid one (tests/builders.py) with one thing corrupted. `check` must
@@ -8,6 +8,7 @@ list the problem; `train` (and `eval` for a subset) must stop before writing any
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Callable
@@ -36,7 +37,7 @@ class Bad:
     """A bad dataset: `fmt` builder, one corruption, and what the message must name."""
 
     name: str
-    fmt: str  # cambridge | 7scenes | colmap | colmap-bin
+    fmt: str  # cambridge | 7scenes | colmap | colmap-bin | nerfstudio
     corrupt: Corrupt
     where: str  # the file (path inside the dataset) and ":line:" when there is one
     also_eval: bool = False  # also run `eval --out` on it
@@ -119,7 +120,19 @@ def depth_png(relative: str, width: int, height: int) -> Corrupt:
     return corrupt
 
 
+def edit(change: Callable[[dict], object]) -> Corrupt:
+    """Change the parsed transforms.json of a nerfstudio capture in place and write it back."""
+
+    def corrupt(root: Path) -> None:
+        content = json.loads((root / NS).read_text())
+        change(content)
+        (root / NS).write_text(json.dumps(content))
+
+    return corrupt
+
+
 LABELS = "dataset_train.txt"
+NS = "transforms.json"
 NVM = "reconstruction.nvm"
 POSE = "seq-02/frame-000001.pose.txt"
 PNG_GARBAGE = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
@@ -220,6 +233,57 @@ CORPUS = [
     Bad("truncated images.bin", "colmap-bin", cut("sparse/images.bin", 0.7), "images.bin"),
     Bad("unknown camera model", "colmap-bin", lambda root: _camera_model(root, 99),
         "cameras.bin"),
+    # nerfstudio (builders.nerfstudio: frames[0..2] = images/im0..2.png, train im0, im1, test im2)
+    Bad("transform_matrix not 4x4", "nerfstudio",
+        edit(lambda c: c["frames"][1].update(transform_matrix=[[1, 0, 0], [0, 1, 0]])),
+        f"{NS}: frames[1].transform_matrix: not a 4x4 matrix", also_eval=True),
+    Bad("NaN in transform_matrix", "nerfstudio",
+        edit(lambda c: c["frames"][1]["transform_matrix"][0].__setitem__(3, float("nan"))),
+        f"{NS}: frames[1].transform_matrix: a value that is not a finite number"),
+    Bad("non-rigid rotation", "nerfstudio",
+        edit(lambda c: c["frames"][0]["transform_matrix"][0].__setitem__(0, 2.0)),
+        f"{NS}: frames[0].transform_matrix: the 3x3 part is not a rotation"),
+    Bad("last row not 0 0 0 1", "nerfstudio",
+        edit(lambda c: c["frames"][2]["transform_matrix"].__setitem__(3, [0, 0, 1, 1])),
+        f"{NS}: frames[2].transform_matrix: the last row must be [0, 0, 0, 1]"),
+    Bad("transform_matrix missing", "nerfstudio", edit(lambda c: c["frames"][0].pop("transform_matrix")),
+        f"{NS}: frames[0].transform_matrix: missing"),
+    Bad("file_path not a string", "nerfstudio", edit(lambda c: c["frames"][0].clear()),
+        f"{NS}: frames[0].file_path: expected a string, found None"),
+    Bad("missing image", "nerfstudio", remove("images/im1.png"), "images/im1.png not found",
+        also_eval=True),
+    Bad("corrupt image", "nerfstudio", write("images/im0.png", PNG_GARBAGE), "images/im0.png"),
+    Bad("JSON cut short", "nerfstudio", cut(NS, 0.5), f"{NS}:"),
+    Bad("not a JSON object", "nerfstudio", write(NS, "[1, 2]"), f"{NS}: expected a JSON object"),
+    Bad("no frames", "nerfstudio", edit(lambda c: c.update(frames=[])),
+        f"{NS}: frames: expected a non-empty list"),
+    Bad("no focal length", "nerfstudio", edit(lambda c: c.pop("fl_x")),
+        f"{NS}: frames[0]: no fl_x (neither in the frame nor at the top level)"),
+    Bad("negative image width", "nerfstudio", edit(lambda c: c.update(w=-64)),
+        f"{NS}: w: expected a positive finite number"),
+    Bad("file_path leaving the dataset", "nerfstudio",
+        edit(lambda c: c["frames"][1].update(file_path="../im1.png")),
+        f"{NS}: image path '../im1.png' leaves the dataset folder"),
+    Bad("file_path twice", "nerfstudio",
+        edit(lambda c: c["frames"][1].update(file_path="images/im0.png")),
+        f"{NS}: frames[1].file_path: 'images/im0.png' again (first at frames[0])"),
+    Bad("split names an unknown image", "nerfstudio",
+        edit(lambda c: c.update(test_filenames=["images/im9.png"])),
+        f"{NS}: test_filenames[0]: 'images/im9.png' is not the file_path of a frame"),
+    Bad("frame in no split list", "nerfstudio",
+        edit(lambda c: c.update(train_filenames=["images/im0.png"])),
+        f"{NS}: frame 'images/im1.png' is in none of train_filenames, test_filenames"),
+    Bad("image not a downscaled copy", "nerfstudio",
+        lambda root: Image.new("RGB", (64, 64)).save(root / "images" / "im2.png"),
+        f"{NS}: frames[2]: image"),
+    Bad("applied_transform not a matrix", "nerfstudio",
+        edit(lambda c: c.update(applied_transform=[[1, 0], [0, 1]])),
+        f"{NS}: applied_transform: not a 3x4 or 4x4 matrix"),
+    Bad("PLY missing", "nerfstudio", remove("points.ply"),
+        "points.ply: point cloud file not found"),
+    Bad("PLY cut short", "nerfstudio",
+        write("points.ply", builders.ply_ascii(builders.NERFSTUDIO_POINTS).rsplit("\n", 2)[0]),
+        "points.ply: expected 3 vertex lines, found 2"),
 ]  # fmt: skip
 
 
@@ -235,6 +299,8 @@ def build(fmt: str, root: Path) -> Path:
         return builders.cambridge(root, size=(64, 48), nvm=builders.NVM)
     if fmt == "7scenes":
         return builders.stairs(root)
+    if fmt == "nerfstudio":
+        return builders.nerfstudio(root)
     return builders.colmap(root, binary=fmt == "colmap-bin")
 
 
@@ -283,7 +349,7 @@ def test_corpus_size_and_clean_builders_pass(
     assert len(CORPUS) + len(FLAGS) + len(CHECKPOINTS) * len(CHECKPOINT_USERS) >= 30
     assert len(CORPUS) >= 52  # with one entry per silently skipped case of issue 14.3
     assert len({bad.name + bad.fmt for bad in CORPUS}) == len(CORPUS)
-    for fmt in ("cambridge", "7scenes", "colmap", "colmap-bin"):
+    for fmt in ("cambridge", "7scenes", "colmap", "colmap-bin", "nerfstudio"):
         root = build(fmt, tmp_path / fmt)
         code, err = run_cli(["check", str(root)], capsys)
         assert code == 0, err
@@ -356,6 +422,20 @@ FLAGS = [
     (["predict", "{ckpt}", "{tmp}/garbage.png"], "garbage.png"),
     (["synth", "{out}", "--format", "nvm"], "--format"),
     (["check", "{data}", "--format", "colmap"], "{data}"),
+    (["train", "{data}", "--out", "{out}", "--scale", "0"], "--scale"),
+    (["train", "{data}", "--out", "{out}", "--test-every", "0"], "--test-every"),
+    (["train", "{data}", "--out", "{out}", "--test-every", "2", "--test-list", "{tmp}/t.txt"],
+     "--test-list and --test-every both"),
+    (["train", "{data}", "--out", "{out}", "--scale", "2", "--scale-from", "{tmp}/s.txt"],
+     "--scale and --scale-from both"),
+    (["train", "{data}", "--out", "{out}", "--images", "photos"],
+     "unknown option(s) for the cambridge format: --images"),
+    (["train", "{data}", "--out", "{out}", "--scale", "2"],
+     "--scale: the cambridge format is in metres already"),
+    (["check", "{data}", "--scale-from", "{tmp}/s.txt"],
+     "--scale-from: the cambridge format is in metres already"),
+    (["eval", "{ckpt}", "{data}", "--test-list", "{tmp}/t.txt", "--out", "{out}"],
+     "--test-list"),
 ]  # fmt: skip
 
 
