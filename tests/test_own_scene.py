@@ -78,7 +78,7 @@ def test_nerfstudio_capture_with_downscaled_images(
     assert "model units" in capsys.readouterr().out
     run = tmp_path / "run"
     assert main(["train", *dataset[:1], "--out", str(run), *dataset[1:], *TRAIN_FLAGS]) == 0
-    capsys.readouterr()
+    assert "| median position (model units) |" in capsys.readouterr().out
     assert main(["eval", str(run), *dataset]) == 0
     assert " model units, " in capsys.readouterr().out
     metrics = json.loads((run / "eval-test" / "metrics.json").read_text())

@@ -39,8 +39,9 @@ def truncate_log(run: Path, epoch: int) -> None:
         atomic_write_text(run / LOG, "".join(json.dumps(r) + "\n" for r in kept))
 
 
-def summary_line(record: dict[str, Any], epochs: int) -> str:
-    """One line per epoch: loss and parts, s_x/s_q, lr, images/s, validation/test medians."""
+def summary_line(record: dict[str, Any], epochs: int, unit: str = "m") -> str:
+    """One line per epoch: loss and parts, s_x/s_q, lr, images/s, validation/test medians
+    (positions in `unit`: "m", or "model units" for an unscaled reconstruction)."""
     train = dict(record["train"])
     text = f"epoch {record['epoch'] + 1}/{epochs}: loss {train.pop('loss', float('nan')):.4g}"
     weights = {k: train.pop(k) for k in ("s_x", "s_q") if k in train}
@@ -51,19 +52,20 @@ def summary_line(record: dict[str, Any], epochs: int) -> str:
         if split in record:
             medians = record[split]
             text += (
-                f"; {split} {medians['median_position_error_m']:.3f} m, "
+                f"; {split} {medians['median_position_error_m']:.3f} {unit}, "
                 f"{medians['median_rotation_error_deg']:.2f} deg"
             )
     return text
 
 
-def final_table(run: Path) -> str:
-    """The closing summary: best epoch (on validation), last validation and test medians, files."""
+def final_table(run: Path, unit: str = "m") -> str:
+    """The closing summary: best epoch (on validation), last validation and test medians
+    (positions in `unit`), files."""
     records = read_records(run)
     evaluated = [r for r in records if "test" in r or "val" in r]
     lines = [
         "",
-        "| epoch | split | median position (m) | median rotation (deg) |",
+        f"| epoch | split | median position ({unit}) | median rotation (deg) |",
         "|---|---|---|---|",
     ]
     chosen = [r for r in evaluated if "val" in r]

@@ -220,7 +220,8 @@ class Trainer:
         if self.tensorboard is not None:  # rank 0; log first: a crash before last.pt only
             append_record(self.run, record)  # repeats the epoch
             self.tensorboard.add(record)
-            print(summary_line(record, config.epochs), flush=True)
+            unit = self.parts.scene.position_unit
+            print(summary_line(record, config.epochs, unit), flush=True)
         self.save(self.run / "last.pt")
 
     def fit(self) -> Path:
@@ -234,7 +235,7 @@ class Trainer:
                     raise TrainingInterrupted(self.run, self.stopped, p.epoch, p.batch)
                 self.end_epoch(record)
         if self.world.is_main:
-            print(final_table(self.run), flush=True)
+            print(final_table(self.run, self.parts.scene.position_unit), flush=True)
         self.world.barrier()  # when fit returns on any process, rank 0 has written everything
         return self.run
 
