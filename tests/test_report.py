@@ -164,3 +164,29 @@ def test_metrics_table_lists_medians_means_and_thresholds() -> None:
     assert "| median rotation error | 3.00° |" in table
     assert "| within 0.5 m, 5° | 66.7 % |" in table
     assert table.count("\n") == 2 + 4 + len(metrics["accuracy"]) - 1
+
+
+def test_model_units_in_every_label(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unscaled reconstruction: axis labels, tables and report.md say "model units"."""
+    import geoposenet.report as report
+
+    scene = make_scene()
+    scene.position_unit = "model units"
+    errors = make_errors(scene)
+    labels: list[str] = []
+
+    def keep_labels(fig: object, path: Path, dpi: int = 120) -> None:
+        labels.extend(ax.get_xlabel() + "|" + ax.get_ylabel() for ax in fig.axes)  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(report, "save_figure", keep_labels)
+    metrics = {**summarize(errors.position_error_m, errors.rotation_error_deg, errors.sequences),
+               "position_unit": "model units"}  # fmt: skip
+    write_report(tmp_path, scene, errors, metrics, write_log(tmp_path / "log.jsonl"))
+    assert "x (model units)|y (model units)" in labels  # trajectory
+    assert "position error (model units)|fraction of frames" in labels  # CDF
+    assert any("median position error (model units)" in label for label in labels)  # training
+    assert not any("(m)" in label for label in labels)
+    text = (tmp_path / "report.md").read_text()
+    assert "| median position error | 0.450 model units |" in text
+    assert "| within 0.25 model units, 2° |" in text and "median position (model units)" in text
+    assert " m |" not in text and "(m)" not in text
