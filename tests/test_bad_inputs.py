@@ -264,7 +264,7 @@ CORPUS = [
         f"{NS}: w: expected a positive finite number"),
     Bad("file_path leaving the dataset", "nerfstudio",
         edit(lambda c: c["frames"][1].update(file_path="../im1.png")),
-        f"{NS}: image path '../im1.png' leaves the dataset folder"),
+        f"{NS}: frames[1].file_path: image path '../im1.png' leaves the dataset folder"),
     Bad("file_path twice", "nerfstudio",
         edit(lambda c: c["frames"][1].update(file_path="images/im0.png")),
         f"{NS}: frames[1].file_path: 'images/im0.png' again (first at frames[0])"),

@@ -226,7 +226,7 @@ def _frame(
     if not isinstance(file_path, str):
         problems.add(path, f"{key}.file_path: expected a string, found {file_path!r}")
         return None
-    name = relative_image_name(file_path, path, None, problems)
+    name = _relative_name(file_path, f"{key}.file_path", path, problems)
     if name is None:
         return None
     if "transform_matrix" not in item:
@@ -312,9 +312,12 @@ def _own_split(
             problems.add(path, f"{key}: expected a list of file paths")
             continue
         for k, entry in enumerate(value):
-            name = None
-            if isinstance(entry, str):
-                name = relative_image_name(entry, path, None, problems)
+            if not isinstance(entry, str):
+                problems.add(path, f"{key}[{k}]: expected a file path, found {entry!r}")
+                continue
+            name = _relative_name(entry, f"{key}[{k}]", path, problems)
+            if name is None:
+                continue
             if name not in known:
                 problems.add(path, f"{key}[{k}]: {entry!r} is not the file_path of a frame")
             elif name in listed and listed[name][1] != SPLIT_KEYS[key]:
@@ -337,9 +340,19 @@ def _points(value: Any, root: Path, path: Path, problems: Problems) -> np.ndarra
     if not isinstance(value, str):
         problems.add(path, f"ply_file_path: expected a string, found {value!r}")
         return np.zeros((0, 3))
-    name = relative_image_name(value, path, None, problems)
+    name = _relative_name(value, "ply_file_path", path, problems)
     points = read_ply_points(root / name, problems) if name is not None else None
     return points if points is not None else np.zeros((0, 3))
+
+
+def _relative_name(value: str, key: str, path: Path, problems: Problems) -> str | None:
+    """`value` as a path inside the dataset folder (see relative_image_name), or None after a
+    problem naming the JSON `key`."""
+    found = Problems(strict=False)
+    name = relative_image_name(value, path, None, found)
+    for error in found.errors:
+        problems.add(path, f"{key}: {error.reason}")
+    return name
 
 
 def _visible(points: np.ndarray, frame: Frame, camera: _Camera) -> np.ndarray:
