@@ -2,7 +2,8 @@
 
 Two kinds of input: text built from tokens that exercise the parsers' edge cases, and byte-level
 mutations (inserted, deleted, replaced bytes, cut files, repeated lines, non-UTF-8 bytes) of real
-files: a Cambridge label excerpt (ShopFacade), an NVM excerpt, a 7-Scenes pose and split file."""
+files: a Cambridge label excerpt (ShopFacade), an NVM excerpt, a 7-Scenes pose and split file;
+and random JSON values in a nerfstudio transforms.json with a cut PLY."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import builders
 import pytest
 from builders import REALDATA, STAIRS
 from hypothesis import HealthCheck, given, settings
@@ -204,3 +206,36 @@ def test_mutated_sevenscenes_pose(workdir: Path, data: bytes) -> None:
 @given(data=mutated("split"))
 def test_mutated_sevenscenes_split(workdir: Path, data: bytes) -> None:
     _only_library_errors(_stairs_root(workdir, VALID["pose"], data))
+
+
+NERF_KEYS = [
+    "frames", "file_path", "transform_matrix", "fl_x", "fl_y", "cx", "cy", "w", "h",
+    "camera_model", "ply_file_path", "applied_transform", "train_filenames", "test_filenames",
+]  # fmt: skip
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 100) | st.floats()
+    | st.sampled_from(["images/im0.png", "images/im1.png", "../x", "", "/abs", "PINHOLE"]),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.sampled_from(NERF_KEYS), inner),
+    max_leaves=24,
+)  # fmt: skip
+
+
+@SETTINGS
+@given(
+    top=st.dictionaries(st.sampled_from(NERF_KEYS), JSON_VALUES, max_size=3),
+    frame=st.dictionaries(st.sampled_from(NERF_KEYS), JSON_VALUES, max_size=3),
+    cut=st.integers(0, 400),
+    tail=st.binary(max_size=24),
+)
+def test_nerfstudio_json_and_ply(
+    workdir: Path, top: dict, frame: dict, cut: int, tail: bytes
+) -> None:
+    root = workdir / "nerfstudio"
+    shutil.rmtree(root, ignore_errors=True)
+    content = builders.nerfstudio_transforms()
+    content["frames"][1].update(frame)
+    content.update(top)
+    builders.nerfstudio(root, content)
+    ply = (root / "points.ply").read_bytes()
+    (root / "points.ply").write_bytes(ply[:cut] + tail)
+    _only_dataset_errors(root)
