@@ -296,6 +296,35 @@ def _add_demo(sub: argparse._SubParsersAction) -> Handler:
     return run
 
 
+def _add_download(sub: argparse._SubParsersAction) -> Handler:
+    from geoposenet.catalog import ARCHIVES, URL_BASE_VARIABLE
+
+    p = sub.add_parser(
+        "download",
+        help="download a Cambridge Landmarks or 7-Scenes scene, ready for check and train",
+        description="Download the scene NAME into DIR/NAME, unpacked in the layout the readers "
+        "expect. The archive goes to DIR/NAME.zip.part first: an interrupted download resumes "
+        "when run again. Its size (and SHA-256 where one is known) is checked, then it is "
+        "unpacked and deleted.",
+    )
+    p.add_argument("name", choices=tuple(ARCHIVES), metavar="NAME", help=", ".join(ARCHIVES))
+    p.add_argument("dir", type=Path, metavar="DIR", help="folder to put the scene folder in")
+    p.add_argument(
+        "--url-base", metavar="URL",
+        help=f"a mirror holding NAME.zip (default: ${URL_BASE_VARIABLE}, else the official host)",
+    )  # fmt: skip
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    def run(args: argparse.Namespace) -> int:
+        from geoposenet.download import download
+
+        target = download(args.name, args.dir, args.url_base, progress=not args.no_progress)
+        print(f"{args.name}: {target} (check it with: geoposenet check {target})")
+        return 0
+
+    return run
+
+
 COMMANDS: tuple[Callable[[argparse._SubParsersAction], Handler], ...] = (
     _add_demo,
     _add_synth,
@@ -304,6 +333,7 @@ COMMANDS: tuple[Callable[[argparse._SubParsersAction], Handler], ...] = (
     _add_eval,
     _add_predict,
     _add_export,
+    _add_download,
 )
 
 
