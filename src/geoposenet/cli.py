@@ -202,7 +202,9 @@ def _add_predict(sub: argparse._SubParsersAction) -> Handler:
     p.add_argument("model", type=Path, help="checkpoint, run folder (-> last.pt) or .onnx file")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image file, folder or glob")
     p.add_argument("--format", choices=POSE_FORMATS, default="csv", help="(default: csv)")
-    p.add_argument("--out", type=Path, metavar="FILE", help="write FILE (atomically), not stdout")
+    p.add_argument(
+        "--out", type=Path, metavar="FILE", help="write FILE, atomically (default: stdout)"
+    )
     _add_compute_flags(p)
 
     def run(args: argparse.Namespace) -> int:
@@ -313,7 +315,9 @@ def _add_download(sub: argparse._SubParsersAction) -> Handler:
         "--url-base", metavar="URL",
         help=f"a mirror holding NAME.zip (default: ${URL_BASE_VARIABLE}, else the official host)",
     )  # fmt: skip
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (default: one on a terminal)"
+    )
 
     def run(args: argparse.Namespace) -> int:
         from geoposenet.download import download

@@ -68,7 +68,7 @@ def fetch(url: str, part: Path, size: int | None, sha256: str | None, progress: 
             with (
                 open(part, "ab" if offset else "wb") as out,
                 tqdm(total=total, initial=offset, unit="B", unit_scale=True, desc=part.name,
-                     disable=not progress) as bar,
+                     disable=None if progress else True) as bar,
             ):  # fmt: skip
                 while chunk := response.read(CHUNK):
                     out.write(chunk)
