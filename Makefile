@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	# torch and torchvision first, pinned to the builds this machine (and CI) carries locally.
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -q -e ".[dev,onnx,lite0]"
+	$(BIN)/pip install -q -e ".[dev,onnx,lite0,all]"
 	touch $(STAMP)
 
 install: $(STAMP)

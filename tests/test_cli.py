@@ -52,7 +52,7 @@ def test_predict_json_and_csv_match_the_python_api(
     trained_run: Path, tiny_scene_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     images = [str(f.image) for f in load_scene(tiny_scene_dir, split="test").frames[:3]]
-    assert main(["predict", str(trained_run / "last.pt"), *images, "--json"]) == 0
+    assert main(["predict", str(trained_run / "last.pt"), *images, "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["image"] for r in rows] == images
     quaternions = np.array([r["quaternion_wxyz"] for r in rows])
@@ -63,7 +63,8 @@ def test_predict_json_and_csv_match_the_python_api(
     np.testing.assert_array_equal(quaternions, poses.quaternions)
     assert main(["predict", str(trained_run / "last.pt"), *images]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "image,x,y,z,qw,qx,qy,qz" and len(lines) == 4
+    assert lines[0].startswith("# x y z: camera centre") and len(lines) == 5
+    assert lines[1] == "image,x,y,z,qw,qx,qy,qz"
 
 
 def test_predict_into_a_closed_pipe_is_quiet(trained_run: Path, tiny_scene_dir: Path) -> None:
@@ -102,6 +103,26 @@ def test_export_onnx_matches_torch(trained_run: Path, tmp_path: Path) -> None:
     np.testing.assert_allclose(helper.quaternions, poses.quaternions, atol=1e-4, rtol=0)
     metadata = session.get_modelmeta().custom_metadata_map
     assert json.loads(metadata["scene_offset"]) == offset.tolist()  # every float64 digit
+
+
+def test_predict_runs_an_onnx_file_like_its_checkpoint(
+    trained_run: Path, tiny_scene_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`geoposenet predict MODEL.onnx` prepares the images as the checkpoint does and gives the
+    same poses within 1e-4."""
+    out = tmp_path / "model.onnx"
+    assert main(["export", str(trained_run), str(out)]) == 0
+    images = [str(f.image) for f in load_scene(tiny_scene_dir, split="test").frames]
+    capsys.readouterr()
+    assert main(["predict", str(out), *images, "--format", "json"]) == 0
+    onnx = json.loads(capsys.readouterr().out)
+    assert main(["predict", str(trained_run / "last.pt"), *images, "--format", "json"]) == 0
+    torch_rows = json.loads(capsys.readouterr().out)
+    assert [r["image"] for r in onnx] == [r["image"] for r in torch_rows] == images
+    for key in ("position", "quaternion_wxyz"):
+        np.testing.assert_allclose(
+            [r[key] for r in onnx], [r[key] for r in torch_rows], atol=1e-4, rtol=0
+        )
 
 
 def test_demo_on_tiny_writes_table_and_report(

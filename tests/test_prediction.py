@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from scipy.spatial.transform import Rotation
 
 from geoposenet.baselines import nearest_feature_pose, split_features
 from geoposenet.checkpoint import save_checkpoint
@@ -85,6 +86,21 @@ def test_evaluation_and_errors_csv(checkpoint: Path, tiny_scene_dir: Path) -> No
     assert main(["eval", str(checkpoint.parent), str(tiny_scene_dir), "--out", str(out)]) == 0
     rows = list(csv.DictReader((out / "errors.csv").open()))
     assert_canonical(np.array([[float(r[f"pred_q{a}"]) for a in "wxyz"] for r in rows]))
+    # the predicted poses beside metrics.json, by frame name, in csv and the colmap format
+    names = [r["name"] for r in rows]
+    predicted = np.array([[float(r[f"pred_{a}"]) for a in ("x", "y", "z")] for r in rows])
+    lines = (out / "poses.csv").read_text().splitlines()
+    assert lines[0].startswith("#") and len(lines) == len(rows) + 2
+    assert [line.split(",")[0] for line in lines[2:]] == names
+    colmap = [line.split() for line in (out / "poses_colmap.txt").read_text().splitlines()]
+    assert [line[0] for line in colmap] == names
+    quaternions = np.array([[float(v) for v in line[1:5]] for line in colmap])
+    assert_canonical(quaternions)
+    rotations = Rotation.from_quat(quaternions[:, [1, 2, 3, 0]]).as_matrix()
+    translations = np.array([[float(v) for v in line[5:]] for line in colmap])
+    np.testing.assert_allclose(
+        translations, -np.einsum("nij,nj->ni", rotations, predicted), atol=1e-6
+    )
 
 
 def test_predict_command_csv_json_and_folders(
@@ -92,19 +108,41 @@ def test_predict_command_csv_json_and_folders(
 ) -> None:
     folder = tiny_scene_dir / "seq3"
     files = sorted(str(p) for p in folder.iterdir() if p.suffix == ".png")
-    assert main(["predict", str(checkpoint), *files, "--json"]) == 0
+    assert main(["predict", str(checkpoint), *files, "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert_canonical(np.array([r["quaternion_wxyz"] for r in rows]))
     assert main(["predict", str(checkpoint), *files]) == 0
-    lines = capsys.readouterr().out.splitlines()[1:]
+    lines = capsys.readouterr().out.splitlines()[2:]  # after the convention and header lines
     assert_canonical(np.array([[float(v) for v in line.split(",")[4:]] for line in lines]))
     # a folder (and a run folder for the checkpoint) = its sorted images, as does a glob
-    assert main(["predict", str(checkpoint.parent), str(folder), "--json"]) == 0
+    assert main(["predict", str(checkpoint.parent), str(folder), "--format", "json"]) == 0
     captured = capsys.readouterr()
     assert json.loads(captured.out) == rows
     assert captured.err.strip() == f"using {checkpoint}"
-    assert main(["predict", str(checkpoint), str(folder / "*.png"), "--json"]) == 0
+    assert main(["predict", str(checkpoint), str(folder / "*.png"), "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out) == rows
+
+
+def test_predict_writes_the_colmap_format_atomically_to_out(
+    checkpoint: Path, tiny_scene_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "poses.txt"
+    folder = tiny_scene_dir / "seq3"
+    assert (
+        main(["predict", str(checkpoint), str(folder), "--format", "colmap", "--out", str(out)])
+        == 0
+    )
+    assert capsys.readouterr().out == ""
+    lines = [line.split() for line in out.read_text().splitlines()]
+    assert [line[0] for line in lines] == [str(p) for p in sorted(folder.glob("*.png"))]
+    assert_canonical(np.array([[float(v) for v in line[1:5]] for line in lines]))
+    assert [p.name for p in tmp_path.iterdir()] == ["poses.txt"]  # no temporary left
+    # a failing prediction leaves the previous file as it was
+    before = out.read_text()
+    assert main(["predict", str(checkpoint), str(folder / "missing.png"), "--out", str(out)]) == 2
+    assert out.read_text() == before and "missing.png" in capsys.readouterr().err
+    assert main(["predict", str(checkpoint), str(folder), "--out", str(tmp_path)]) == 2
+    assert "--out" in capsys.readouterr().err
 
 
 class _OneRank(World):
@@ -145,3 +183,8 @@ def test_onnx_helper(checkpoint: Path, tiny_scene_dir: Path, tmp_path: Path) -> 
     np.testing.assert_allclose(poses.quaternions, expected.quaternions, atol=1e-4, rtol=0)
     np.testing.assert_array_equal(onnx.offset, OFFSET)
     assert (onnx.resize, onnx.crop) == (48, (48, 64))
+    metadata = onnx.session.get_modelmeta().custom_metadata_map
+    assert metadata["channel_order"] == "RGB" and metadata["input_dtype"] == "uint8"
+    assert metadata["input_range"] == "[0, 255]"
+    assert "antialiased bilinear" in metadata["resize_rule"]
+    assert "w >= 0" in metadata["pose_convention"]

@@ -22,3 +22,4 @@ SCHEDULES: tuple[str, ...] = ("none", "cosine", "step")
 DATASET_FORMATS: tuple[str, ...] = ("cambridge", "7scenes", "colmap", "nerfstudio")
 FORMATS: tuple[str, ...] = ("auto", *DATASET_FORMATS)  # "auto": detected from the files
 AMP_MODES: tuple[str, ...] = ("none", "bf16", "fp16")
+POSE_FORMATS: tuple[str, ...] = ("csv", "json", "colmap")  # geoposenet predict --format

@@ -8,7 +8,6 @@ message and no traceback, 1 anything else.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
@@ -17,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from geoposenet import __version__
-from geoposenet.choices import BACKBONE_NAMES, DATASET_FORMATS, FORMATS
+from geoposenet.choices import BACKBONE_NAMES, DATASET_FORMATS, FORMATS, POSE_FORMATS
 from geoposenet.errors import InputError, TrainingError, TrainingInterrupted
+from geoposenet.extras import missing_extra
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -166,7 +166,7 @@ def _add_train(sub: argparse._SubParsersAction) -> Handler:
 def _add_eval(sub: argparse._SubParsersAction) -> Handler:
     p = sub.add_parser(
         "eval",
-        help="evaluate a checkpoint: metrics.json, errors.csv, plots",
+        help="evaluate a checkpoint: metrics.json, errors.csv, poses, plots",
         description="Evaluate a checkpoint on a dataset split. CHECKPOINT is a .pt file or a run "
         "folder (its last.pt is used and named on stderr).",
     )
@@ -204,37 +204,53 @@ def _add_predict(sub: argparse._SubParsersAction) -> Handler:
     p = sub.add_parser(
         "predict",
         help="poses of images, in the scene's coordinates",
-        description="Print the pose (camera centre x y z, world -> camera quaternion qw qx qy qz "
-        "with qw >= 0) of every image. IMAGE is a file, a folder (its .png/.jpg/.jpeg files, "
-        "sorted by name) or a quoted glob pattern such as 'imgs/*.png'. CHECKPOINT is a .pt file "
-        "or a run folder (its last.pt is used and named on stderr).",
+        description="Write the pose of every image: --format csv (camera centre x y z, world -> "
+        "camera quaternion qw qx qy qz with qw >= 0, after a '#' line saying so), json, or "
+        "colmap (the hloc / visual localisation benchmark pose file: name qw qx qy qz tx ty tz, "
+        "COLMAP's cam_from_world). IMAGE is a file, a folder (its .png/.jpg/.jpeg files, sorted "
+        "by name) or a quoted glob pattern such as 'imgs/*.png'. MODEL is a .pt checkpoint, a "
+        "run folder (its last.pt is used and named on stderr) or an exported .onnx file (run "
+        "by onnxruntime on the CPU).",
     )
-    p.add_argument("checkpoint", type=Path, help="checkpoint file, or a run folder (-> last.pt)")
+    p.add_argument("model", type=Path, help="checkpoint, run folder (-> last.pt) or .onnx file")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image file, folder or glob")
-    p.add_argument("--json", action="store_true", help="JSON instead of CSV")
+    p.add_argument("--format", choices=POSE_FORMATS, default="csv", help="(default: csv)")
+    p.add_argument(
+        "--out", type=Path, metavar="FILE", help="write FILE, atomically (default: stdout)"
+    )
     _add_compute_flags(p)
 
     def run(args: argparse.Namespace) -> int:
-        from geoposenet.models import PoseNet, image_files
+        from geoposenet.cache import atomic_write_text
+        from geoposenet.models import image_files
+        from geoposenet.poseformats import format_poses
 
-        device = _compute_device(args)
-        model = PoseNet.from_checkpoint(_checkpoint_argument(args.checkpoint), device)
+        if args.out is not None and args.out.is_dir():
+            raise InputError(f"{args.out}: is a folder; --out names the file to write")
+        model = _pose_model(args)
         images = image_files(args.images)
         poses = model.predict(images)
-        rows = [
-            {"image": str(path), "position": p.tolist(), "quaternion_wxyz": q.tolist()}
-            for path, p, q in zip(images, poses.positions, poses.quaternions, strict=True)
-        ]
-        if args.json:
-            print(json.dumps(rows, indent=2))
+        text = format_poses(args.format, [str(p) for p in images], *poses[:2])
+        if args.out is None:
+            sys.stdout.write(text)
         else:
-            print("image,x,y,z,qw,qx,qy,qz")
-            for row in rows:
-                values = [*row["position"], *row["quaternion_wxyz"]]
-                print(",".join([row["image"], *(f"{v:.9g}" for v in values)]))
+            atomic_write_text(args.out, text)
         return 0
 
     return run
+
+
+def _pose_model(args: argparse.Namespace) -> Any:
+    """What `predict`'s MODEL argument names, ready to `.predict(images)`: an OnnxPoseNet for an
+    .onnx file, else a PoseNet from the checkpoint on --device."""
+    if args.model.suffix.lower() == ".onnx":
+        from geoposenet.export import OnnxPoseNet
+
+        return OnnxPoseNet(args.model)
+    from geoposenet.models import PoseNet
+
+    device = _compute_device(args)
+    return PoseNet.from_checkpoint(_checkpoint_argument(args.model), device)
 
 
 def _add_export(sub: argparse._SubParsersAction) -> Handler:
@@ -295,6 +311,37 @@ def _add_demo(sub: argparse._SubParsersAction) -> Handler:
     return run
 
 
+def _add_download(sub: argparse._SubParsersAction) -> Handler:
+    from geoposenet.catalog import ARCHIVES, URL_BASE_VARIABLE
+
+    p = sub.add_parser(
+        "download",
+        help="download a Cambridge Landmarks or 7-Scenes scene, ready for check and train",
+        description="Download the scene NAME into DIR/NAME, unpacked in the layout the readers "
+        "expect. The archive goes to DIR/NAME.zip.part first: an interrupted download resumes "
+        "when run again. Its size (and SHA-256 where one is known) is checked, then it is "
+        "unpacked and deleted.",
+    )
+    p.add_argument("name", choices=tuple(ARCHIVES), metavar="NAME", help=", ".join(ARCHIVES))
+    p.add_argument("dir", type=Path, metavar="DIR", help="folder to put the scene folder in")
+    p.add_argument(
+        "--url-base", metavar="URL",
+        help=f"a mirror holding NAME.zip (default: ${URL_BASE_VARIABLE}, else the official host)",
+    )  # fmt: skip
+    p.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (default: one on a terminal)"
+    )
+
+    def run(args: argparse.Namespace) -> int:
+        from geoposenet.download import download
+
+        target = download(args.name, args.dir, args.url_base, progress=not args.no_progress)
+        print(f"{args.name}: {target} (check it with: geoposenet check {target})")
+        return 0
+
+    return run
+
+
 COMMANDS: tuple[Callable[[argparse._SubParsersAction], Handler], ...] = (
     _add_demo,
     _add_synth,
@@ -303,6 +350,7 @@ COMMANDS: tuple[Callable[[argparse._SubParsersAction], Handler], ...] = (
     _add_eval,
     _add_predict,
     _add_export,
+    _add_download,
 )
 
 
@@ -331,6 +379,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handlers[args.command](args)
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except ImportError as error:  # an optional dependency: name its extra
+        if (message := missing_extra(error)) is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
         return 2
     except TrainingError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -1,5 +1,6 @@
 """Evaluation of a trained model: per-frame errors on a split (geoposenet.metrics for the
-numbers), and `evaluate`, which writes metrics.json, errors.csv, plots and report.md."""
+numbers), and `evaluate`, which writes metrics.json, errors.csv, the predicted poses (poses.csv,
+poses_colmap.txt: geoposenet.poseformats), plots and report.md."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ import torch
 
 from geoposenet.cache import atomic_write_text
 from geoposenet.data import PoseDataset
+from geoposenet.extras import require
 from geoposenet.metrics import FrameErrors, errors_csv, pose_errors, summarize
 from geoposenet.models import PoseNet, predict
-from geoposenet.report import write_report
+from geoposenet.poseformats import poses_colmap, poses_csv
 from geoposenet.scene import Scene
 
 
@@ -63,10 +65,14 @@ def evaluate(
 ) -> dict[str, Any]:
     """Evaluate a checkpoint on a dataset split, computing on `device`; `options` go to
     `load_scene` (images, test_list, test_every, scale, scale_from). With `out`, write
-    metrics.json, errors.csv, the plots and report.md there. Returns the metrics, with the
-    unit of the position errors ("m", or "model units" for an unscaled reconstruction)."""
+    metrics.json, errors.csv, poses.csv, poses_colmap.txt (predicted poses by frame name), the
+    plots and report.md there (plots need the `plots` extra: checked before anything is
+    computed). Returns the metrics, with the unit of the position errors ("m", or "model units"
+    for an unscaled reconstruction)."""
     from geoposenet.readers import load_scene
 
+    if out is not None:
+        require("matplotlib")
     model = PoseNet.from_checkpoint(checkpoint, device)
     scene = load_scene(Path(data), format=format, **(options or {}))
     errors = frame_errors(model, scene, split, batch_size)
@@ -75,10 +81,19 @@ def evaluate(
     metrics["checkpoint"] = str(checkpoint)
     metrics["split"] = split
     if out is not None:
+        from geoposenet.report import write_report
+
+        poses = (errors.names, errors.position, errors.quaternion)
+        texts = {  # all formatted (and checked) before the first file is written
+            "metrics.json": json.dumps(metrics, indent=2) + "\n",
+            "errors.csv": errors_csv(errors),
+            "poses.csv": poses_csv(*poses),
+            "poses_colmap.txt": poses_colmap(*poses),
+        }
         folder = Path(out)
         folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(folder / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-        atomic_write_text(folder / "errors.csv", errors_csv(errors))
+        for name, text in texts.items():
+            atomic_write_text(folder / name, text)
         run_dir = Path(checkpoint).parent
         write_report(folder, scene, errors, metrics, run_dir / "log.jsonl")
     return metrics

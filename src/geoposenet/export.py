@@ -9,21 +9,21 @@ The exported graph has one input and two float32 outputs; the batch dimension B 
 The model's metadata_props (strings, JSON values) hold what the graph does not:
 - `scene_offset`: [x, y, z], the float64 scene offset (JSON keeps every digit): a position in the
   dataset's coordinates is `position + scene_offset`, added in float64;
-- `resize`: the shorter image side before cropping (pixels); `crop`: [h, w]; `backbone`: its name.
+- `resize`: the shorter image side before cropping (pixels); `crop`: [h, w]; `backbone`: its name;
+- `channel_order` "RGB", `input_dtype` "uint8", `input_range` "[0, 255]", `resize_rule` and
+  `pose_convention`: the preprocessing and the outputs' meaning in words (INPUT_METADATA).
 `OnnxPoseNet(path).predict(images)` does all of it and returns what `PoseNet.predict` returns.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import io
 import json
 import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -31,21 +31,22 @@ from torch import Tensor, nn
 
 from geoposenet.cache import atomic_write
 from geoposenet.errors import InputError
+from geoposenet.extras import require
 from geoposenet.geometry import canonical_quaternion
 from geoposenet.models import PoseNet, Poses, image_batches
 
 TOLERANCE = 1e-4
-
-
-def _optional(name: str) -> Any:
-    """The module `name` of the `onnx` extra (onnx, onnxruntime), or InputError saying how to
-    install it."""
-    try:
-        return importlib.import_module(name)
-    except ImportError as error:
-        raise InputError(
-            f"ONNX needs onnx and onnxruntime ({name} is missing): pip install 'geoposenet[onnx]'"
-        ) from error
+# What a deployment needs to feed the graph and read its outputs, without geoposenet.
+INPUT_METADATA = {
+    "channel_order": "RGB",
+    "input_dtype": "uint8",
+    "input_range": "[0, 255]",
+    "resize_rule": "shorter side to `resize` pixels (antialiased bilinear), then the centre crop "
+    "`crop` [h, w] (top = (H - h) // 2, left = (W - w) // 2); input (B, 3, h, w)",
+    "pose_convention": "position: camera centre (world frame, dataset units) relative to "
+    "`scene_offset` (add it, in float64); quaternion: unit world -> camera rotation "
+    "(w, x, y, z), w >= 0",
+}
 
 
 class _CanonicalPoses(nn.Module):
@@ -66,7 +67,7 @@ class OnnxPoseNet:
     float64."""
 
     def __init__(self, path: str | Path) -> None:
-        onnxruntime = _optional("onnxruntime")
+        onnxruntime = require("onnxruntime")
         try:
             self.session = onnxruntime.InferenceSession(
                 str(path), providers=["CPUExecutionProvider"]
@@ -124,8 +125,8 @@ def export_onnx(
     random images; returns the largest absolute difference (positions in metres, quaternion
     components). Above TOLERANCE it raises InputError and writes nothing. The graph is traced
     on the CPU."""
-    onnx = _optional("onnx")
-    _optional("onnxruntime")
+    onnx = require("onnx")
+    require("onnxruntime")
     model = PoseNet.from_checkpoint(checkpoint)
     path = _output_file(out)
 
@@ -138,6 +139,7 @@ def export_onnx(
         "resize": json.dumps(model.config.resize),
         "crop": json.dumps(list(model.config.crop)),
         "backbone": model.config.backbone,
+        **INPUT_METADATA,
     }
     difference = float("nan")
 

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pycolmap
 from PIL import Image
 
 from geoposenet.synthetic.render import Camera
@@ -139,6 +138,8 @@ def _write_sevenscenes(root: Path, records: list[FrameRecord]) -> None:
 def _write_colmap(
     root: Path, records: list[FrameRecord], camera: Camera, points: np.ndarray, colours: np.ndarray
 ) -> None:
+    import pycolmap  # the `colmap` extra, needed by this format only
+
     recon = pycolmap.Reconstruction()
     recon.add_camera_with_trivial_rig(
         pycolmap.Camera(
