@@ -193,3 +193,17 @@ def check_image(
 def first_line(error: BaseException) -> str:
     """The first line of an exception's message (at most 200 characters), for problem texts."""
     return reason(error)
+
+
+ROTATION_TOLERANCE = 1e-2  # largest |R^T R - I| and |det R - 1| accepted from a pose file
+
+
+def nearest_rotation(matrix: np.ndarray) -> tuple[np.ndarray | None, str]:
+    """The rotation nearest (by SVD) to a (3, 3) matrix that is one up to ROTATION_TOLERANCE
+    (the rounding of text files), and ''; or None and the reason it is not a rotation."""
+    error = float(np.abs(matrix.T @ matrix - np.eye(3)).max())
+    det = float(np.linalg.det(matrix))
+    if error > ROTATION_TOLERANCE or abs(det - 1.0) > ROTATION_TOLERANCE:
+        return None, f"the 3x3 part is not a rotation (|R^T R - I| = {error:.3g}, det = {det:.3g})"
+    u, _, vt = np.linalg.svd(matrix)
+    return u @ vt, ""

@@ -41,6 +41,7 @@ from geoposenet.readers._common import (
     ImageCheck,
     Problems,
     check_image,
+    nearest_rotation,
     relative_image_name,
 )
 from geoposenet.readers._ply import read_ply_points
@@ -52,7 +53,6 @@ POSITION_UNIT = MODEL_UNITS
 TRANSFORMS = "transforms.json"
 LOOKED_FOR = "transforms.json (nerfstudio / instant-ngp)"
 OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0])  # flips camera y and z
-ROTATION_TOLERANCE = 1e-2
 PINHOLE_LIKE = frozenset(
     {"SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV", "FULL_OPENCV"}
 )
@@ -259,17 +259,11 @@ def _pose(
     if np.abs(matrix[3] - [0.0, 0.0, 0.0, 1.0]).max() > 1e-6:
         problems.add(path, f"{key}: the last row must be [0, 0, 0, 1]")
         return None
-    rotation = matrix[:3, :3]
-    error = float(np.abs(rotation.T @ rotation - np.eye(3)).max())
-    det = float(np.linalg.det(rotation))
-    if error > ROTATION_TOLERANCE or abs(det - 1.0) > ROTATION_TOLERANCE:
-        problems.add(
-            path, f"{key}: the 3x3 part is not a rotation (|R^T R - I| = {error:.3g}, "
-            f"det = {det:.3g})",
-        )  # fmt: skip
+    world_from_camera, reason = nearest_rotation(matrix[:3, :3])
+    if world_from_camera is None:
+        problems.add(path, f"{key}: {reason}")
         return None
-    u, _, vt = np.linalg.svd(rotation)
-    cam_from_world = (u @ vt @ OPENGL_TO_OPENCV).T
+    cam_from_world = (world_from_camera @ OPENGL_TO_OPENCV).T
     return matrix[:3, 3].copy(), matrix_to_quaternion_np(cam_from_world)
 
 

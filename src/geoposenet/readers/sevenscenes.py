@@ -41,6 +41,7 @@ from geoposenet.readers._common import (
     check_image,
     content_lines,
     first_line,
+    nearest_rotation,
     parse_floats,
     read_lines,
 )
@@ -54,7 +55,6 @@ DEPTH_FOCAL = 585.0
 DEPTH_CENTRE = (320.0, 240.0)
 DEPTH_SHAPE = (480, 640)  # rows, columns
 INVALID_DEPTH = 65535
-ROTATION_TOLERANCE = 1e-2
 CACHE_VERSION = 1
 _SEQUENCE = re.compile(r"(?:sequence|seq-)(\d{1,6})", re.IGNORECASE | re.ASCII)
 _FRAME_FILE = re.compile(r"(frame-\d{1,9})\.(color\.png|color\.jpg|depth\.png|pose\.txt)", re.ASCII)
@@ -210,18 +210,11 @@ def read_pose(path: Path, problems: Problems) -> tuple[np.ndarray, np.ndarray, n
     if np.abs(matrix[3] - [0.0, 0.0, 0.0, 1.0]).max() > 1e-6:
         problems.add(path, "the last row must be '0 0 0 1'", rows[3][0])
         return None
-    rotation = matrix[:3, :3]
-    error = float(np.abs(rotation.T @ rotation - np.eye(3)).max())
-    det = float(np.linalg.det(rotation))
-    if error > ROTATION_TOLERANCE or abs(det - 1.0) > ROTATION_TOLERANCE:
-        problems.add(
-            path,
-            f"the 3x3 part is not a rotation (|R^T R - I| = {error:.3g}, det = {det:.3g})",
-            rows[0][0],
-        )
+    world_from_camera, reason = nearest_rotation(matrix[:3, :3])
+    if world_from_camera is None:
+        problems.add(path, reason, rows[0][0])
         return None
-    u, _, vt = np.linalg.svd(rotation)
-    quaternion = matrix_to_quaternion_np((u @ vt).T)
+    quaternion = matrix_to_quaternion_np(world_from_camera.T)
     return matrix[:3, 3].copy(), quaternion, matrix
 
 
