@@ -327,7 +327,10 @@ def predict(
     home = model.offset.device
     target = home if device is None else torch.device(device)
     was_training = model.training
-    model.to(target).eval()
+    if target != home:  # moving or switching a model walks every module: only when needed
+        model.to(target)
+    if was_training:
+        model.eval()
     positions, quaternions, pooled = [], [], []
     try:
         with torch.inference_mode():
@@ -341,7 +344,10 @@ def predict(
                 if features:
                     pooled.append(feature.double().cpu())
     finally:
-        model.to(home).train(was_training)
+        if target != home:
+            model.to(home)
+        if was_training:
+            model.train()
     if not positions:
         empty = np.zeros((0, BACKBONES[model.config.backbone].feature_dim))
         return Poses(np.zeros((0, 3)), np.zeros((0, 4)), empty if features else None)
