@@ -63,7 +63,8 @@ def test_mc_dropout_summary_by_hand_and_against_scipy() -> None:
     mean_position, mean_q, spread = mc_dropout_summary(positions, quaternions)
     np.testing.assert_allclose(mean_position, [[1.0, 0.0, 0.0]])
     np.testing.assert_allclose(mean_q, [[1.0, 0.0, 0.0, 0.0]], atol=1e-12)
-    np.testing.assert_allclose(spread, [[1.0, 10.0]], rtol=1e-9)  # RMS distance and angle
+    # sample standard deviations: distances 1, 1 and angles 10, 10 deg over T - 1 = 1
+    np.testing.assert_allclose(spread, [[math.sqrt(2.0), math.sqrt(200.0)]], rtol=1e-9)
     rng = np.random.default_rng(3)  # 16 samples of 5 images, either sign: scipy's mean
     centres = Rotation.random(5, random_state=3)
     samples = [c * Rotation.from_rotvec(rng.normal(scale=0.2, size=(16, 3))) for c in centres]

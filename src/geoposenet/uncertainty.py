@@ -10,9 +10,10 @@ units (metres, or model units) and rotation in degrees. Two kinds:
   rotation by theta, so theta = 4 asin(exp(s_q) / 2) (`expected_errors`).
 - `mc-dropout` (Bayesian PoseNet, Kendall & Cipolla, ICRA 2016): the dropout before the pose
   layer kept on, T poses per image; the pose is their mean (positions averaged, quaternions by
-  `baselines.mean_quaternion`) and the uncertainty their spread: the root mean square distance
-  of the T positions from the mean, and of the T rotation angles from the mean rotation
-  (`mc_dropout_summary`).
+  `baselines.mean_quaternion`) and the uncertainty their spread: the sample standard deviation
+  (T - 1 in the denominator, so it does not shrink with fewer samples and a scale fitted with
+  one T applies to another) of the T positions' distances from the mean, and of the T rotation
+  angles from the mean rotation (`mc_dropout_summary`).
 
 Both raw values are made "the median error to expect" by one scale per quantity fitted on the
 validation split (geoposenet.calibration), never on the test split.
@@ -72,8 +73,9 @@ def mc_dropout_summary(
     positions: np.ndarray, quaternions: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """T sampled poses per image, positions (T, B, 3) and unit quaternions (T, B, 4) -> the mean
-    positions (B, 3), mean quaternions (B, 4, canonical) and the spread (B, 2): root mean square
-    distance from the mean position (position units) and angle from the mean rotation (deg)."""
+    positions (B, 3), mean quaternions (B, 4, canonical) and the spread (B, 2): the sample
+    standard deviation, sqrt(sum of squares / (T - 1)) (0 for T = 1), of the distances from the
+    mean position (position units) and of the angles from the mean rotation (degrees)."""
     positions = np.asarray(positions, dtype=np.float64)
     quaternions = np.asarray(quaternions, dtype=np.float64)
     mean_position = positions.mean(axis=0)
@@ -85,10 +87,11 @@ def mc_dropout_summary(
         np.tile(mean_position, (count, 1)),
         np.tile(mean_q, (count, 1)),
     )
+    dof = max(count - 1, 1)
     spread = np.stack(
         [
-            np.sqrt(np.mean(distance.reshape(count, -1) ** 2, axis=0)),
-            np.sqrt(np.mean(angle.reshape(count, -1) ** 2, axis=0)),
+            np.sqrt(np.sum(distance.reshape(count, -1) ** 2, axis=0) / dof),
+            np.sqrt(np.sum(angle.reshape(count, -1) ** 2, axis=0) / dof),
         ],
         axis=1,
     )
