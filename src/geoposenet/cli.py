@@ -236,7 +236,7 @@ def _uncertainty_line(block: dict[str, Any]) -> str:
         f"{block['kind']} uncertainty ({calibration}): Spearman with the error "
         f"{shown(position['spearman'])} (position), {shown(rotation['spearman'])} (rotation); "
         f"median position error of the 80% most certain frames "
-        f"{position['median_error_most_certain_80']:.3f} vs {position['median_error_all']:.3f}"
+        f"{position['median_error_most_certain_80']:.3f}, of all {position['median_error_all']:.3f}"
     )
 
 

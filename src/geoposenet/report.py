@@ -181,8 +181,8 @@ def plot_uncertainty(block: dict[str, Any], path: Path, unit: str = METRES) -> N
 def uncertainty_table(block: dict[str, Any], unit: str = METRES) -> str:
     """Markdown table of the uncertainty's figures, position and rotation side by side."""
 
-    def number(value: float | None, digits: int) -> str:
-        return "n/a" if value is None else f"{value:.{digits}f}"
+    def number(value: float | None, digits: int, factor: float = 1.0, suffix: str = "") -> str:
+        return "n/a" if value is None else f"{factor * value:.{digits}f}{suffix}"
 
     p, r = block["position"], block["rotation"]
     rows = [
@@ -193,8 +193,8 @@ def uncertainty_table(block: dict[str, Any], unit: str = METRES) -> str:
         ("median error, 80% most certain frames",
          f"{p['median_error_most_certain_80']:.3f} {unit}",
          f"{r['median_error_most_certain_80']:.2f}°"),
-        ("reduction", f"{100 * (p['reduction_most_certain_80'] or 0):.1f} %",
-         f"{100 * (r['reduction_most_certain_80'] or 0):.1f} %"),
+        ("reduction", number(p["reduction_most_certain_80"], 1, 100, " %"),
+         number(r["reduction_most_certain_80"], 1, 100, " %")),
         ("AUSE (area between sparsification and oracle)",
          f"{p['sparsification']['ause']:.3f} {unit}", f"{r['sparsification']['ause']:.2f}°"),
         ("median predicted uncertainty", f"{p['median_uncertainty']:.3f} {unit}",
