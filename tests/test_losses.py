@@ -206,3 +206,27 @@ def test_aleatoric_loss_weighs_each_image_by_its_own_s() -> None:
         AleatoricLoss()(position, quaternion, target)
     assert isinstance(make_loss("learned", aleatoric=True), AleatoricLoss)
     assert list(make_loss("learned", aleatoric=True).parameters()) == []
+
+
+@settings(deadline=None, max_examples=40)
+@given(
+    position=arrays(np.float32, (2, 3), elements=hostile),
+    quaternion=arrays(np.float32, (2, 4), elements=hostile),
+    raw=arrays(np.float32, (2, 2), elements=hostile),
+    norm=st.sampled_from(["l1", "l2"]),
+)
+def test_aleatoric_loss_is_finite_on_hostile_inputs_within_the_bound(
+    position: np.ndarray, quaternion: np.ndarray, raw: np.ndarray, norm: str
+) -> None:
+    """Wild predictions and any head output: the bounded s keep the loss and gradients finite."""
+    from geoposenet.config import LOG_SCALE_BOUND
+
+    raw_s = torch.from_numpy(raw).requires_grad_()
+    log_scales = LOG_SCALE_BOUND * torch.tanh(raw_s / LOG_SCALE_BOUND)  # as the head bounds them
+    pred_position = torch.from_numpy(position).requires_grad_()
+    target = {"position": torch.zeros(2, 3), "quaternion": torch.tensor([[1.0, 0, 0, 0]] * 2)}
+    loss, _ = AleatoricLoss(norm)(pred_position, torch.from_numpy(quaternion), target, log_scales)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert raw_s.grad is not None and torch.isfinite(raw_s.grad).all()
+    assert pred_position.grad is not None and torch.isfinite(pred_position.grad).all()

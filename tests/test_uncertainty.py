@@ -120,6 +120,8 @@ def test_uncertainty_kinds_and_refusals() -> None:
     assert not auto.uncertainty.calibrated
     with pytest.raises(InputError, match="--uncertainty aleatoric: this model has no"):
         predict(model(), images(1), uncertainty="aleatoric")
+    with pytest.raises(InputError, match="--mc-samples must be at least 1"):
+        predict(model(0.2), images(1), uncertainty="mc-dropout", samples=0)
 
 
 def test_calibration_scale_is_the_median_ratio_over_usable_frames() -> None:

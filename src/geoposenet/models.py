@@ -355,6 +355,8 @@ def predict(
     A model without dropout gives its one pose and zero spread, with a warning.
     """
     kind = resolve_kind(uncertainty, model.config.aleatoric)
+    if samples < 1:
+        raise InputError(f"--mc-samples must be at least 1, got {samples}")
     if kind == "mc-dropout" and model.config.dropout == 0:
         warnings.warn(
             "--uncertainty mc-dropout: the model has no dropout (trained with --dropout 0), so "
