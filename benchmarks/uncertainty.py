@@ -15,8 +15,9 @@ evaluations). The poses compared between the variants are the deterministic ones
 mean of its samples). Writes into --out: results.md (the tables and commands) and results.json,
 and each evaluation's metrics.json, errors.csv, report.md and uncertainty.png beside its run.
 
-    python benchmarks/uncertainty.py --out bench-uncertainty [--seeds 0,1]   # about 50 min here
-    python benchmarks/uncertainty.py --out /tmp/smoke --smoke                # tiny scene, seconds
+    python benchmarks/uncertainty.py --out bench-uncertainty [--seeds 0,1]   # 4 trainings of the
+                                                   # demo's first stage: roughly 30-50 min here
+    python benchmarks/uncertainty.py --out /tmp/smoke --smoke     # tiny scene, 1 seed: ~1 min
 """
 
 from __future__ import annotations
@@ -167,7 +168,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for runs and results")
     parser.add_argument("--seeds", default=None, help="comma-separated (default: 0,1; smoke: 0)")
-    parser.add_argument("--smoke", action="store_true", help="tiny scene, 1 epoch: seconds")
+    parser.add_argument("--smoke", action="store_true", help="tiny scene, 1 epoch: ~1 min")
     args = parser.parse_args()
     seeds = (args.seeds or ("0" if args.smoke else "0,1")).split(",")
     preset, recipe = ("tiny", SMOKE) if args.smoke else ("room", ROOM)
