@@ -43,27 +43,17 @@ def vector_norm(difference: Tensor, norm: Norm) -> Tensor:
 def pose_distances(
     position: Tensor, quaternion: Tensor, batch: Mapping[str, Tensor], norm: Norm
 ) -> tuple[Tensor, Tensor]:
-    """Per-image L_x(I) = ||x - x^||_gamma and L_q(I) = ||q - q^ / ||q^|| ||_gamma: (B,), (B,)."""
+    """Per-image L_x(I) = ||x - x^||_gamma and L_q(I) = ||q - q^ / ||q^|| ||_gamma (eq. 1: the
+    prediction q^ is normalised here, the target q is a canonical unit quaternion): (B,), (B,)."""
     return (
         vector_norm(position - batch["position"], norm),
         vector_norm(batch["quaternion"] - normalize_quaternion(quaternion), norm),
     )
 
 
-def position_loss(position: Tensor, target: Tensor, norm: Norm) -> Tensor:
-    """L_x = mean over the batch of ||x - x^||_gamma."""
-    return vector_norm(position - target, norm).mean()
-
-
-def orientation_loss(quaternion: Tensor, target: Tensor, norm: Norm) -> Tensor:
-    """L_q = mean over the batch of || q - q^ / ||q^|| ||_gamma (eq. 1): the prediction is
-    normalised here, the target is a canonical unit quaternion."""
-    return vector_norm(target - normalize_quaternion(quaternion), norm).mean()
-
-
 class PoseLoss(nn.Module):
-    """Base of the three losses; each defines forward(position, quaternion, batch) as described
-    in the module docstring."""
+    """Base of the losses; each defines forward(position, quaternion, batch) as described in
+    the module docstring."""
 
     def __init__(self, norm: Norm = "l1") -> None:
         super().__init__()
@@ -73,11 +63,10 @@ class PoseLoss(nn.Module):
     def pose_parts(
         self, position: Tensor, quaternion: Tensor, batch: Mapping[str, Tensor]
     ) -> tuple[Tensor, Tensor]:
-        """(L_x, L_q) of the prediction against the batch's targets."""
-        return (
-            position_loss(position, batch["position"], self.norm),
-            orientation_loss(quaternion, batch["quaternion"], self.norm),
-        )
+        """(L_x, L_q) of the prediction against the batch's targets: the batch means of
+        `pose_distances`."""
+        loss_x, loss_q = pose_distances(position, quaternion, batch, self.norm)
+        return loss_x.mean(), loss_q.mean()
 
 
 class BetaLoss(PoseLoss):
