@@ -71,16 +71,16 @@ def test_calibration_uses_the_validation_split_only(
     model = PoseNet.from_checkpoint(aleatoric_run / "last.pt")
     model.calibration = {}
     dataset = PoseDataset(scene, "val", np.zeros(3), 48, (48, 64), False, 0)
-    poses = predict(model, dataset)
+    poses = predict(model, dataset, batch_size=4)  # the trainer's batch
     assert poses.uncertainty is not None and not poses.uncertainty.calibrated
     truth = scene.subset("val")
     position_error, rotation_error = pose_errors(
         poses.positions, poses.quaternions, truth.centres, truth.quaternions
     )
     expected = np.median(position_error / poses.uncertainty.position)
-    assert stored["aleatoric"]["position"] == pytest.approx(expected, rel=1e-9)
+    assert stored["aleatoric"]["position"] == pytest.approx(expected, rel=1e-6)
     expected = np.median(rotation_error / poses.uncertainty.rotation)
-    assert stored["aleatoric"]["rotation"] == pytest.approx(expected, rel=1e-9)
+    assert stored["aleatoric"]["rotation"] == pytest.approx(expected, rel=1e-6)
     assert stored["aleatoric"]["frames"] == len(val)
 
 
