@@ -13,6 +13,7 @@ from hypothesis.extra.numpy import arrays
 
 from geoposenet.errors import InputError
 from geoposenet.losses import (
+    AleatoricLoss,
     BetaLoss,
     LearnedWeightingLoss,
     ReprojectionLoss,
@@ -170,3 +171,62 @@ def test_no_nan_or_inf_on_hostile_inputs(
     assert all(torch.isfinite(v) for v in parts.values())
     assert pred_position.grad is not None and torch.isfinite(pred_position.grad).all()
     assert pred_quaternion.grad is not None and torch.isfinite(pred_quaternion.grad).all()
+
+
+def test_aleatoric_loss_equals_eq4_when_per_image_s_are_the_scene_values() -> None:
+    """Two images: position errors (1, 2, 3) and (0, 0, 0.5), L1 6 and 0.5; orientation errors
+    1.2 and 0. With s_x(I) = 0.5 and s_q(I) = -2 for both, eq. 4 per image averages to
+    (6 + 0.5) / 2 e^-0.5 + 0.5 + 1.2 / 2 e^2 - 2, which LearnedWeightingLoss gives too."""
+    position = torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 0.5]])
+    quaternion = torch.tensor([[2.0, 0.0, 0.0, 0.0], [0.6, 0.8, 0.0, 0.0]])
+    target = {"position": torch.zeros(2, 3), "quaternion": torch.tensor([[0.6, 0.8, 0, 0]] * 2)}
+    log_scales = torch.tensor([[0.5, -2.0], [0.5, -2.0]], requires_grad=True)
+    loss, parts = AleatoricLoss()(position, quaternion, target, log_scales)
+    by_hand = 3.25 * math.exp(-0.5) + 0.5 + 0.6 * math.exp(2.0) - 2.0
+    assert loss.item() == pytest.approx(by_hand, rel=1e-6)
+    scene, _ = LearnedWeightingLoss(s_x=0.5, s_q=-2.0)(position, quaternion, target)
+    assert loss.item() == pytest.approx(scene.item(), rel=1e-6)
+    assert parts["s_x"].item() == 0.5 and parts["s_q"].item() == -2.0
+    loss.backward()
+    # d/ds_x(I) of the mean over 2 images = (1 - L_x(I) e^-s) / 2
+    assert log_scales.grad is not None
+    expected = [(1 - 6.0 * math.exp(-0.5)) / 2, (1 - 0.5 * math.exp(-0.5)) / 2]
+    np.testing.assert_allclose(log_scales.grad[:, 0].numpy(), expected, rtol=1e-6)
+
+
+def test_aleatoric_loss_weighs_each_image_by_its_own_s() -> None:
+    position = torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 0.5]])
+    target = {"position": torch.zeros(2, 3), "quaternion": torch.tensor([[1.0, 0, 0, 0]] * 2)}
+    quaternion = torch.tensor([[1.0, 0, 0, 0]] * 2)
+    log_scales = torch.tensor([[1.0, 0.0], [-1.0, 0.0]])
+    loss, _ = AleatoricLoss("l2")(position, quaternion, target, log_scales)
+    by_hand = (math.sqrt(14.0) * math.exp(-1.0) + 1.0 + 0.5 * math.exp(1.0) - 1.0) / 2
+    assert loss.item() == pytest.approx(by_hand, rel=1e-6)
+    with pytest.raises(InputError, match="per-image"):
+        AleatoricLoss()(position, quaternion, target)
+    assert isinstance(make_loss("learned", aleatoric=True), AleatoricLoss)
+    assert list(make_loss("learned", aleatoric=True).parameters()) == []
+
+
+@settings(deadline=None, max_examples=40)
+@given(
+    position=arrays(np.float32, (2, 3), elements=hostile),
+    quaternion=arrays(np.float32, (2, 4), elements=hostile),
+    raw=arrays(np.float32, (2, 2), elements=hostile),
+    norm=st.sampled_from(["l1", "l2"]),
+)
+def test_aleatoric_loss_is_finite_on_hostile_inputs_within_the_bound(
+    position: np.ndarray, quaternion: np.ndarray, raw: np.ndarray, norm: str
+) -> None:
+    """Wild predictions and any head output: the bounded s keep the loss and gradients finite."""
+    from geoposenet.config import LOG_SCALE_BOUND
+
+    raw_s = torch.from_numpy(raw).requires_grad_()
+    log_scales = LOG_SCALE_BOUND * torch.tanh(raw_s / LOG_SCALE_BOUND)  # as the head bounds them
+    pred_position = torch.from_numpy(position).requires_grad_()
+    target = {"position": torch.zeros(2, 3), "quaternion": torch.tensor([[1.0, 0, 0, 0]] * 2)}
+    loss, _ = AleatoricLoss(norm)(pred_position, torch.from_numpy(quaternion), target, log_scales)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert raw_s.grad is not None and torch.isfinite(raw_s.grad).all()
+    assert pred_position.grad is not None and torch.isfinite(pred_position.grad).all()

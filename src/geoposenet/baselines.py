@@ -25,11 +25,12 @@ ANGLE_PER_METRE = 25.0  # degrees weighing as much as one metre when comparing p
 
 
 def mean_quaternion(quaternions: np.ndarray) -> np.ndarray:
-    """The rotation average of (N, 4) unit quaternions that minimises the summed squared chordal
-    distance: the principal eigenvector of sum q q^T (sign-invariant). Returns (4,) canonical."""
+    """The rotation average of (..., N, 4) unit quaternions that minimises the summed squared
+    chordal distance: the principal eigenvector of sum q q^T (sign-invariant), for every leading
+    index. Returns (..., 4) canonical."""
     q = np.asarray(quaternions, dtype=np.float64)
-    _, vectors = np.linalg.eigh(q.T @ q)
-    return canonical_quaternion_np(vectors[:, -1])
+    _, vectors = np.linalg.eigh(np.swapaxes(q, -1, -2) @ q)
+    return canonical_quaternion_np(vectors[..., :, -1])
 
 
 def mean_pose(

@@ -1,4 +1,5 @@
-"""The names a user chooses from: backbones, losses, norms, schedules, dataset formats, precisions.
+"""The names a user chooses from: backbones, losses, norms, schedules, dataset formats, precisions,
+uncertainty kinds.
 
 Torch-free, so the command line lists them (and `--help` returns fast) without importing the
 modules that implement them; those modules take their names from here (models.BACKBONES is keyed
@@ -23,3 +24,6 @@ DATASET_FORMATS: tuple[str, ...] = ("cambridge", "7scenes", "colmap", "nerfstudi
 FORMATS: tuple[str, ...] = ("auto", *DATASET_FORMATS)  # "auto": detected from the files
 AMP_MODES: tuple[str, ...] = ("none", "bf16", "fp16")
 POSE_FORMATS: tuple[str, ...] = ("csv", "json", "colmap")  # geoposenet predict --format
+UNCERTAINTY_HEADS: tuple[str, ...] = ("none", "aleatoric")  # geoposenet train --uncertainty
+# geoposenet eval/predict --uncertainty: auto = aleatoric when the model has that head, else none
+UNCERTAINTY_KINDS: tuple[str, ...] = ("auto", "none", "aleatoric", "mc-dropout")

@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from geoposenet import __version__
-from geoposenet.choices import BACKBONE_NAMES, DATASET_FORMATS, FORMATS, POSE_FORMATS
+from geoposenet.choices import (
+    BACKBONE_NAMES,
+    DATASET_FORMATS,
+    FORMATS,
+    POSE_FORMATS,
+    UNCERTAINTY_KINDS,
+)
 from geoposenet.errors import InputError, TrainingError, TrainingInterrupted
 from geoposenet.extras import missing_extra
 
@@ -108,6 +114,21 @@ def _add_compute_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_uncertainty_flags(p: argparse.ArgumentParser) -> None:
+    """--uncertainty and --mc-samples, for eval and predict."""
+    p.add_argument(
+        "--uncertainty", choices=UNCERTAINTY_KINDS, default="auto",
+        help="per-image uncertainty: the aleatoric head's (a model trained with --uncertainty "
+        "aleatoric), mc-dropout (T passes with the dropout before the pose layer on; the pose "
+        "is their mean), none; auto: aleatoric when the model has that head, else none "
+        "(default: auto)",
+    )  # fmt: skip
+    p.add_argument(
+        "--mc-samples", type=_positive_int, default=16, metavar="T",
+        help="passes of --uncertainty mc-dropout (default: 16)",
+    )  # fmt: skip
+
+
 def _compute_device(args: argparse.Namespace) -> Any:
     """Apply --threads; the torch device --device names."""
     from geoposenet.devices import resolve_device, set_threads
@@ -178,6 +199,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> Handler:
     p.add_argument("--batch-size", type=_positive_int, default=32, help="(default: 32)")
     _add_dataset_flags(p)
     _add_compute_flags(p)
+    _add_uncertainty_flags(p)
 
     def run(args: argparse.Namespace) -> int:
         from geoposenet.config import dataset_options
@@ -188,16 +210,34 @@ def _add_eval(sub: argparse._SubParsersAction) -> Handler:
         device = _compute_device(args)
         metrics = evaluate(
             checkpoint, args.data, args.split, out, args.format, args.batch_size, device,
-            dataset_options(args),
+            dataset_options(args), args.uncertainty, args.mc_samples,
         )  # fmt: skip
         print(
             f"{metrics['num_frames']} {args.split} frames: median "
             f"{metrics['median_position_error_m']:.3f} {metrics['position_unit']}, "
             f"{metrics['median_rotation_error_deg']:.2f} deg; written to {out}"
         )
+        if (block := metrics.get("uncertainty")) is not None:
+            print(_uncertainty_line(block))
         return 0
 
     return run
+
+
+def _uncertainty_line(block: dict[str, Any]) -> str:
+    """One line on the uncertainty block of metrics.json: Spearman and the 80% medians."""
+
+    def shown(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.2f}"
+
+    position, rotation = block["position"], block["rotation"]
+    calibration = "calibrated on validation" if block["calibrated"] else "uncalibrated"
+    return (
+        f"{block['kind']} uncertainty ({calibration}): Spearman with the error "
+        f"{shown(position['spearman'])} (position), {shown(rotation['spearman'])} (rotation); "
+        f"median position error of the 80% most certain frames "
+        f"{position['median_error_most_certain_80']:.3f}, of all {position['median_error_all']:.3f}"
+    )
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> Handler:
@@ -210,7 +250,10 @@ def _add_predict(sub: argparse._SubParsersAction) -> Handler:
         "COLMAP's cam_from_world). IMAGE is a file, a folder (its .png/.jpg/.jpeg files, sorted "
         "by name) or a quoted glob pattern such as 'imgs/*.png'. MODEL is a .pt checkpoint, a "
         "run folder (its last.pt is used and named on stderr) or an exported .onnx file (run "
-        "by onnxruntime on the CPU).",
+        "by onnxruntime on the CPU). With an uncertainty (the aleatoric head's by default, or "
+        "--uncertainty mc-dropout), csv and json also give each pose's position_uncertainty_m "
+        "and rotation_uncertainty_deg: the median error to expect, calibrated on the validation "
+        "split (or raw, said so, without one); the colmap format has no place for it.",
     )
     p.add_argument("model", type=Path, help="checkpoint, run folder (-> last.pt) or .onnx file")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image file, folder or glob")
@@ -219,6 +262,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> Handler:
         "--out", type=Path, metavar="FILE", help="write FILE, atomically (default: stdout)"
     )
     _add_compute_flags(p)
+    _add_uncertainty_flags(p)
 
     def run(args: argparse.Namespace) -> int:
         from geoposenet.cache import atomic_write_text
@@ -229,8 +273,17 @@ def _add_predict(sub: argparse._SubParsersAction) -> Handler:
             raise InputError(f"{args.out}: is a folder; --out names the file to write")
         model = _pose_model(args)
         images = image_files(args.images)
-        poses = model.predict(images)
-        text = format_poses(args.format, [str(p) for p in images], *poses[:2])
+        poses = model.predict(images, uncertainty=args.uncertainty, samples=args.mc_samples)
+        if poses.uncertainty is not None and args.format == "colmap":
+            print(
+                "note: the colmap format has no place for the uncertainty; "
+                "--format csv or json gives it",
+                file=sys.stderr,
+            )
+        names = [str(p) for p in images]
+        text = format_poses(
+            args.format, names, poses.positions, poses.quaternions, poses.uncertainty
+        )
         if args.out is None:
             sys.stdout.write(text)
         else:

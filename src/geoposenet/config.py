@@ -10,7 +10,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
-from geoposenet.choices import AMP_MODES, BACKBONE_NAMES, FORMATS, LOSSES, NORMS, SCHEDULES
+from geoposenet.choices import (
+    AMP_MODES,
+    BACKBONE_NAMES,
+    FORMATS,
+    LOSSES,
+    NORMS,
+    SCHEDULES,
+    UNCERTAINTY_HEADS,
+)
 from geoposenet.devices import device_problem
 from geoposenet.errors import InputError
 from geoposenet.settings import (
@@ -28,6 +36,11 @@ from geoposenet.settings import (
 
 if TYPE_CHECKING:
     from geoposenet.models import ModelConfig
+
+LOG_SCALE_BOUND = 6.0
+"""The aleatoric head's per-image s_x(I), s_q(I) are LOG_SCALE_BOUND tanh(raw / LOG_SCALE_BOUND),
+within +-6: a loss weight exp(-s) of at most e^6 ~ 403, so no image can drive training to
+infinity (models.PoseNet)."""
 
 # Presets: the paper's configuration (for GPUs) and a CPU-sized one with the same model.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -121,6 +134,11 @@ class TrainConfig:
                           check=positive_finite)  # fmt: skip
     s_x: float = setting(0.0, "initial s_x of the learned weighting (--loss learned)")
     s_q: float = setting(-3.0, "initial s_q of the learned weighting (--loss learned)")
+    uncertainty: str = setting(
+        "none", "per-image uncertainty: aleatoric = the head also predicts s_x(I), s_q(I) (within "
+        "+-6, starting at --s-x, --s-q), trained by eq. 4 per image (--loss learned)",
+        choices=UNCERTAINTY_HEADS,
+    )  # fmt: skip
     batch_size: int = setting(64, "global batch (split over the processes)", check=at_least(1))
     lr: float = setting(1e-4, "Adam learning rate", check=positive_finite)
     weighting_lr: float | None = setting(
@@ -156,6 +174,7 @@ class TrainConfig:
             backbone=self.backbone,
             pretrained=self.pretrained,
             dropout=self.dropout,
+            aleatoric=self.uncertainty == "aleatoric",
             resize=self.resize,
             crop=self.crop,
         )
@@ -175,6 +194,26 @@ class TrainConfig:
         """The recipe settings (what a resumed run must keep)."""
         return {k: v for k, v in self.to_dict().items() if k in RECIPE}
 
+    def _aleatoric_problems(self) -> list[str]:
+        """What --uncertainty aleatoric cannot be combined with."""
+        if self.uncertainty != "aleatoric":
+            return []
+        found = []
+        if self.loss != "learned":
+            found.append("--uncertainty aleatoric needs --loss learned (eq. 4 with per-image s)")
+        if self.weighting_lr is not None:
+            found.append(
+                "--weighting-lr has no effect with --uncertainty aleatoric: s_x(I), s_q(I) come "
+                "from the pose head, trained at --lr"
+            )
+        for name, value in (("--s-x", self.s_x), ("--s-q", self.s_q)):
+            if not abs(value) < LOG_SCALE_BOUND:
+                found.append(
+                    f"{name} must be within +-{LOG_SCALE_BOUND:g} with --uncertainty aleatoric "
+                    f"(the bound of the per-image s), got {value}"
+                )
+        return found
+
     def validate(self) -> None:
         """InputError naming the first setting out of range."""
         found = problems(self, TrainConfig)
@@ -184,6 +223,7 @@ class TrainConfig:
             found.append("--test-list and --test-every both choose the test frames; give one")
         if self.scale is not None and self.scale_from is not None:
             found.append("--scale and --scale-from both set the scale; give one")
+        found += self._aleatoric_problems()
         if found:
             raise InputError(found[0])
 

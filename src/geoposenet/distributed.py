@@ -32,7 +32,7 @@ from torch.utils.data import Subset
 from geoposenet.data import PoseDataset
 from geoposenet.devices import resolve_device
 from geoposenet.errors import InputError
-from geoposenet.losses import Parts, PoseLoss
+from geoposenet.losses import AleatoricLoss, Parts, PoseLoss
 from geoposenet.models import PoseNet, predict
 
 T = TypeVar("T")
@@ -125,7 +125,9 @@ class World:
 class Objective(nn.Module):
     """Model and loss as one module: wrapped in DistributedDataParallel, the gradients of the
     loss's own parameters (s_x, s_q of the learned weighting) are averaged over the processes
-    exactly like the network's. forward(images, batch) -> (loss, parts)."""
+    exactly like the network's. forward(images, batch) -> (loss, parts). The aleatoric loss also
+    gets the model's per-image s_x(I), s_q(I); every other loss ignores them (a model with that
+    head may be fine-tuned with any loss)."""
 
     def __init__(self, model: PoseNet, loss: PoseLoss) -> None:
         super().__init__()
@@ -134,6 +136,10 @@ class Objective(nn.Module):
 
     def forward(self, images: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[Any, Parts]:
         prediction = self.model(images)
+        if isinstance(self.loss, AleatoricLoss):
+            return self.loss(
+                prediction.position, prediction.quaternion, batch, prediction.log_scales
+            )
         return self.loss(prediction.position, prediction.quaternion, batch)
 
 

@@ -7,6 +7,9 @@ and the batch: "position" (B, 3), "quaternion" (B, 4) canonical targets, and for
 It returns the scalar loss and a dict of its parts as detached 0-d tensors for logging (no
 device sync in the loss; the trainer reads them when it logs).
 
+The aleatoric loss also takes the per-image s_x(I), s_q(I) (B, 2) of the model's uncertainty
+head as `log_scales` (geoposenet.distributed.Objective passes them to it alone).
+
 `norm` is the paper's gamma: "l1" (sum of absolute values, the paper's choice) or "l2"
 (Euclidean length); both are taken per sample and averaged over the batch.
 """
@@ -37,20 +40,20 @@ def vector_norm(difference: Tensor, norm: Norm) -> Tensor:
     raise InputError(f"unknown norm {norm!r}; choose one of {', '.join(NORMS)}")
 
 
-def position_loss(position: Tensor, target: Tensor, norm: Norm) -> Tensor:
-    """L_x = mean over the batch of ||x - x^||_gamma."""
-    return vector_norm(position - target, norm).mean()
-
-
-def orientation_loss(quaternion: Tensor, target: Tensor, norm: Norm) -> Tensor:
-    """L_q = mean over the batch of || q - q^ / ||q^|| ||_gamma (eq. 1): the prediction is
-    normalised here, the target is a canonical unit quaternion."""
-    return vector_norm(target - normalize_quaternion(quaternion), norm).mean()
+def pose_distances(
+    position: Tensor, quaternion: Tensor, batch: Mapping[str, Tensor], norm: Norm
+) -> tuple[Tensor, Tensor]:
+    """Per-image L_x(I) = ||x - x^||_gamma and L_q(I) = ||q - q^ / ||q^|| ||_gamma (eq. 1: the
+    prediction q^ is normalised here, the target q is a canonical unit quaternion): (B,), (B,)."""
+    return (
+        vector_norm(position - batch["position"], norm),
+        vector_norm(batch["quaternion"] - normalize_quaternion(quaternion), norm),
+    )
 
 
 class PoseLoss(nn.Module):
-    """Base of the three losses; each defines forward(position, quaternion, batch) as described
-    in the module docstring."""
+    """Base of the losses; each defines forward(position, quaternion, batch) as described in
+    the module docstring."""
 
     def __init__(self, norm: Norm = "l1") -> None:
         super().__init__()
@@ -60,11 +63,10 @@ class PoseLoss(nn.Module):
     def pose_parts(
         self, position: Tensor, quaternion: Tensor, batch: Mapping[str, Tensor]
     ) -> tuple[Tensor, Tensor]:
-        """(L_x, L_q) of the prediction against the batch's targets."""
-        return (
-            position_loss(position, batch["position"], self.norm),
-            orientation_loss(quaternion, batch["quaternion"], self.norm),
-        )
+        """(L_x, L_q) of the prediction against the batch's targets: the batch means of
+        `pose_distances`."""
+        loss_x, loss_q = pose_distances(position, quaternion, batch, self.norm)
+        return loss_x.mean(), loss_q.mean()
 
 
 class BetaLoss(PoseLoss):
@@ -109,6 +111,36 @@ class LearnedWeightingLoss(PoseLoss):
             "orientation": loss_q.detach(),
             "s_x": self.s_x.detach().clone(),
             "s_q": self.s_q.detach().clone(),
+        }
+
+
+class AleatoricLoss(PoseLoss):
+    """Heteroscedastic (per-image) uncertainty weighting, Kendall & Gal (NeurIPS 2017): eq. 4
+    with the model's per-image s_x(I), s_q(I) in place of the scene-level s_x, s_q,
+    L = mean over the batch of L_x(I) exp(-s_x(I)) + s_x(I) + L_q(I) exp(-s_q(I)) + s_q(I).
+
+    No parameters of its own: the s come from the pose head, bounded there (models.PoseNet), so
+    an image's weight exp(-s) cannot run away. The logged "s_x", "s_q" are their batch means,
+    comparable with the scene-level values that --uncertainty none learns."""
+
+    def forward(
+        self,
+        position: Tensor,
+        quaternion: Tensor,
+        batch: Mapping[str, Tensor],
+        log_scales: Tensor | None = None,
+    ) -> tuple[Tensor, Parts]:
+        if log_scales is None:
+            raise InputError("the aleatoric loss needs the model's per-image s_x(I), s_q(I)")
+        loss_x, loss_q = pose_distances(position, quaternion, batch, self.norm)
+        s_x, s_q = log_scales[:, 0], log_scales[:, 1]
+        loss = (loss_x * torch.exp(-s_x) + s_x + loss_q * torch.exp(-s_q) + s_q).mean()
+        return loss, {
+            "loss": loss.detach(),
+            "position": loss_x.detach().mean(),
+            "orientation": loss_q.detach().mean(),
+            "s_x": s_x.detach().mean(),
+            "s_q": s_q.detach().mean(),
         }
 
 
@@ -168,16 +200,22 @@ class ReprojectionLoss(PoseLoss):
 
 
 def make_loss(
-    name: str, norm: str = "l1", beta: float = 500.0, s_x: float = 0.0, s_q: float = -3.0
+    name: str,
+    norm: str = "l1",
+    beta: float = 500.0,
+    s_x: float = 0.0,
+    s_q: float = -3.0,
+    aleatoric: bool = False,
 ) -> PoseLoss:
-    """Build a loss by name: 'beta' (eq. 2), 'learned' (eq. 4) or 'reprojection' (eq. 7)."""
+    """Build a loss by name: 'beta' (eq. 2), 'learned' (eq. 4; per image with `aleatoric`,
+    whose s_x, s_q start values are the model's) or 'reprojection' (eq. 7)."""
     if norm not in NORMS:
         raise InputError(f"unknown norm {norm!r}; choose one of {', '.join(NORMS)}")
     gamma: Norm = "l1" if norm == "l1" else "l2"
     if name == "beta":
         return BetaLoss(beta, gamma)
     if name == "learned":
-        return LearnedWeightingLoss(s_x, s_q, gamma)
+        return AleatoricLoss(gamma) if aleatoric else LearnedWeightingLoss(s_x, s_q, gamma)
     if name == "reprojection":
         return ReprojectionLoss(gamma)
     raise InputError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")

@@ -10,12 +10,15 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from geoposenet.geometry import position_error, rotation_angle_deg
+
+if TYPE_CHECKING:
+    from geoposenet.uncertainty import Uncertainty
 
 # (metres, degrees): 7-Scenes-style fine/medium/coarse bins and the Cambridge/Dubrovnik ones.
 THRESHOLDS: tuple[tuple[float, float], ...] = (
@@ -26,7 +29,8 @@ THRESHOLDS: tuple[tuple[float, float], ...] = (
 @dataclass
 class FrameErrors:
     """Per-frame results in the dataset's coordinates (metres; quaternions world -> camera,
-    wxyz, predicted ones with w >= 0). Shapes: (N,) or (N, 3) / (N, 4)."""
+    wxyz, predicted ones with w >= 0). Shapes: (N,) or (N, 3) / (N, 4). uncertainty: the
+    expected errors of the predictions, when asked for."""
 
     names: list[str]
     sequences: list[str]
@@ -36,6 +40,7 @@ class FrameErrors:
     quaternion: np.ndarray
     position_error_m: np.ndarray
     rotation_error_deg: np.ndarray
+    uncertainty: Uncertainty | None = None
 
 
 def pose_errors(
@@ -89,13 +94,16 @@ def summarize(
 
 
 def errors_csv(errors: FrameErrors) -> str:
-    """errors.csv: one row per frame with true and predicted poses and both errors."""
+    """errors.csv: one row per frame with true and predicted poses and both errors, then the
+    predicted uncertainty (position_uncertainty_m, rotation_uncertainty_deg) when there is one."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
+    spread = errors.uncertainty
     writer.writerow(
         ["name", "sequence", "position_error_m", "rotation_error_deg"]
         + [f"true_{a}" for a in ("x", "y", "z", "qw", "qx", "qy", "qz")]
         + [f"pred_{a}" for a in ("x", "y", "z", "qw", "qx", "qy", "qz")]
+        + ([] if spread is None else ["position_uncertainty_m", "rotation_uncertainty_deg"])
     )
     for i, name in enumerate(errors.names):
         writer.writerow(
@@ -105,5 +113,6 @@ def errors_csv(errors: FrameErrors) -> str:
             + [f"{v:.9g}" for v in errors.true_quaternion[i]]
             + [f"{v:.9g}" for v in errors.position[i]]
             + [f"{v:.9g}" for v in errors.quaternion[i]]
+            + ([] if spread is None else [f"{spread.position[i]:.6f}", f"{spread.rotation[i]:.6f}"])
         )
     return buffer.getvalue()

@@ -1,4 +1,5 @@
-"""PoseNet: an image backbone (registry below) and a pose head regressing a 7-vector.
+"""PoseNet: an image backbone (registry below) and a pose head regressing a 7-vector (9 with the
+aleatoric uncertainty head: also s_x(I), s_q(I), see geoposenet.uncertainty).
 
 The model maps images (B, 3, H, W), uint8 or float in [0, 1], to the camera centre (B, 3) in the
 centred scene frame and a unit world -> camera quaternion (B, 4), (w, x, y, z). ImageNet
@@ -7,12 +8,15 @@ camera centre, dataset coordinates) is a float64 buffer: `to_scene` adds it back
 
 `predict(model, images)` is the one prediction path (PoseNet.predict, evaluation, the trainer's
 evaluation, baselines): batched, in eval mode, returning float64 poses in the dataset's
-coordinates with canonical quaternions (w >= 0); `forward` keeps the raw sign for training.
+coordinates with canonical quaternions (w >= 0) and, when asked for, their uncertainty (expected
+errors, calibrated on the validation split when the checkpoint holds the scales); `forward`
+keeps the raw sign for training.
 """
 
 from __future__ import annotations
 
 import glob
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,10 +30,19 @@ from torch.utils.data import DataLoader, Dataset
 
 from geoposenet.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from geoposenet.checkpoint import load_checkpoint
+from geoposenet.config import LOG_SCALE_BOUND
 from geoposenet.data import IMAGENET_MEAN, IMAGENET_STD, crop_origin
 from geoposenet.errors import CheckpointError, DatasetError, InputError
 from geoposenet.geometry import canonical_quaternion, normalize_quaternion
 from geoposenet.imagecache import load_image
+from geoposenet.uncertainty import (
+    MC_SAMPLES,
+    Uncertainty,
+    calibrated,
+    expected_errors,
+    mc_dropout_summary,
+    resolve_kind,
+)
 
 
 @dataclass(frozen=True)
@@ -196,11 +209,13 @@ def build_backbone(name: str, pretrained: str = "imagenet", load: bool = True) -
 @dataclass
 class ModelConfig:
     """Everything needed to rebuild a PoseNet and feed it: stored in every checkpoint.
-    resize: shorter image side before cropping (pixels); crop: (height, width) fed to the net."""
+    resize: shorter image side before cropping (pixels); crop: (height, width) fed to the net;
+    aleatoric: the head also predicts the per-image s_x(I), s_q(I) (9 outputs, not 7)."""
 
     backbone: str = "googlenet"
     pretrained: str = "imagenet"
     dropout: float = 0.0
+    aleatoric: bool = False
     channels_last: bool = True
     resize: int = 256
     crop: tuple[int, int] = field(default=(224, 224))
@@ -218,20 +233,25 @@ class ModelConfig:
 
 class PosePrediction(NamedTuple):
     """position: (B, 3) camera centre, centred scene frame (model output) or scene coordinates
-    (after `to_scene`); quaternion: (B, 4) unit world -> camera rotation, wxyz."""
+    (after `to_scene`); quaternion: (B, 4) unit world -> camera rotation, wxyz; log_scales:
+    (B, 2) the aleatoric head's s_x(I), s_q(I), within +-LOG_SCALE_BOUND (None without it).
+    MC dropout samples (`PoseNet.sample_poses`) have a leading dimension T."""
 
     position: Tensor
     quaternion: Tensor
+    log_scales: Tensor | None = None
 
 
 class Poses(NamedTuple):
     """Predicted poses in the dataset's coordinates: positions (N, 3) float64 camera centres
     (metres) and quaternions (N, 4) float64 unit world -> camera rotations, wxyz, w >= 0;
-    features (N, D) float64 pooled backbone features (the pose head's input) when asked for."""
+    features (N, D) float64 pooled backbone features (the pose head's input) when asked for;
+    uncertainty: the expected errors of each pose when asked for (geoposenet.uncertainty)."""
 
     positions: np.ndarray
     quaternions: np.ndarray
     features: np.ndarray | None = None
+    uncertainty: Uncertainty | None = None
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -314,33 +334,68 @@ def predict(
     device: str | torch.device | None = None,
     workers: int = 0,
     features: bool = False,
+    uncertainty: str = "auto",
+    samples: int = MC_SAMPLES,
+    seed: int = 0,
 ) -> Poses:
-    """The one prediction path of the project: poses (and optionally pooled features) of
-    `images`, in order, in the dataset's coordinates with canonical quaternions (w >= 0).
+    """The one prediction path of the project: poses (and optionally pooled features and the
+    uncertainty) of `images`, in order, in the dataset's coordinates with canonical quaternions
+    (w >= 0).
 
     images: image files (prepared as in `prepare_image` at the model's resize/crop), a ready
     (N, 3, h, w) uint8 or [0, 1] float tensor, or a dataset whose items hold an "image" (a
     PoseDataset or a Subset of one; `workers` DataLoader processes). Runs in batches of
     `batch_size` under torch.inference_mode in eval mode on `device` (default: the model's);
     the model's device and train/eval mode are restored afterwards.
+    uncertainty: auto (aleatoric when the model has that head, else none) | none | aleatoric |
+    mc-dropout: `samples` passes with the pose layer's dropout on (masks drawn from a generator
+    seeded with `seed`, so the result is reproducible and the global RNG untouched); the poses
+    are then the mean of the samples. The backbone runs once per image: dropout acts only before
+    the pose layer, so the T passes are one head pass over a T-times larger batch of features.
+    A model without dropout gives its one pose and zero spread, with a warning.
     """
+    kind = resolve_kind(uncertainty, model.config.aleatoric)
+    if samples < 1:
+        raise InputError(f"--mc-samples must be at least 1, got {samples}")
+    if kind == "mc-dropout" and model.config.dropout == 0:
+        warnings.warn(
+            "--uncertainty mc-dropout: the model has no dropout (trained with --dropout 0), so "
+            "every pass gives the same pose: zero spread",
+            stacklevel=2,
+        )
+    sampling = kind == "mc-dropout" and model.config.dropout > 0
     home = model.offset.device
     target = home if device is None else torch.device(device)
+    generator = torch.Generator(device=target).manual_seed(seed)
     was_training = model.training
     if target != home:  # moving or switching a model walks every module: only when needed
         model.to(target)
     if was_training:
         model.eval()
-    positions, quaternions, pooled = [], [], []
+    positions, quaternions, pooled, raw = [], [], [], []
     try:
         with torch.inference_mode():
             for batch in image_batches(
                 images, model.config.resize, model.config.crop, batch_size, workers
             ):
                 feature = model.features(batch.to(target, non_blocking=True))
-                prediction = model.regress(feature)
-                positions.append(model.to_scene(prediction.position).cpu())
-                quaternions.append(canonical_quaternion(prediction.quaternion.double()).cpu())
+                if sampling:
+                    drawn = model.sample_poses(feature, samples, generator)
+                    position, quaternion, spread = mc_dropout_summary(
+                        model.to_scene(drawn.position).cpu().numpy(),
+                        drawn.quaternion.double().cpu().numpy(),
+                    )
+                    positions.append(torch.from_numpy(position))
+                    quaternions.append(torch.from_numpy(quaternion))
+                    raw.append(torch.from_numpy(spread))
+                else:
+                    prediction = model.regress(feature)
+                    positions.append(model.to_scene(prediction.position).cpu())
+                    quaternions.append(canonical_quaternion(prediction.quaternion.double()).cpu())
+                    if kind == "aleatoric" and prediction.log_scales is not None:
+                        raw.append(expected_errors(prediction.log_scales.double()).cpu())
+                    elif kind == "mc-dropout":
+                        raw.append(torch.zeros(len(feature), 2, dtype=torch.float64))
                 if features:
                     pooled.append(feature.double().cpu())
     finally:
@@ -348,19 +403,28 @@ def predict(
             model.to(home)
         if was_training:
             model.train()
+    expected = None
+    if kind != "none":
+        values = torch.cat(raw).numpy() if raw else np.zeros((0, 2))
+        expected = calibrated(values, kind, model.calibration)
     if not positions:
         empty = np.zeros((0, BACKBONES[model.config.backbone].feature_dim))
-        return Poses(np.zeros((0, 3)), np.zeros((0, 4)), empty if features else None)
+        return Poses(np.zeros((0, 3)), np.zeros((0, 4)), empty if features else None, expected)
     return Poses(
         torch.cat(positions).numpy(),
         torch.cat(quaternions).numpy(),
         torch.cat(pooled).numpy() if features else None,
+        expected,
     )
 
 
 class PoseNet(nn.Module):
     """Backbone + pose head: global pooling (in the backbone), dropout, a linear layer to 7
-    outputs (3 position, 4 quaternion), the quaternion normalised to unit length."""
+    outputs (3 position, 4 quaternion), the quaternion normalised to unit length; with
+    `config.aleatoric` 2 more outputs, bounded to s = LOG_SCALE_BOUND tanh(raw / LOG_SCALE_BOUND).
+
+    calibration: the scales of each uncertainty kind fitted on the validation split,
+    {kind: {"position": k, "rotation": k, ...}} (from the checkpoint; empty: uncalibrated)."""
 
     mean: Tensor  # (1, 3, 1, 1) ImageNet mean, RGB in [0, 1]
     std: Tensor  # (1, 3, 1, 1) ImageNet standard deviation
@@ -381,7 +445,8 @@ class PoseNet(nn.Module):
         )
         feature_dim = BACKBONES[self.config.backbone].feature_dim
         self.dropout = nn.Dropout(self.config.dropout)
-        self.head = nn.Linear(feature_dim, 7)
+        self.head = nn.Linear(feature_dim, 9 if self.config.aleatoric else 7)
+        self.calibration: dict[str, dict[str, float]] = {}
         nn.init.normal_(self.head.weight, std=0.01)
         nn.init.zeros_(self.head.bias)
         with torch.no_grad():  # start at the identity rotation: a unit output from the first step
@@ -402,11 +467,35 @@ class PoseNet(nn.Module):
             x = x.contiguous(memory_format=torch.channels_last)
         return torch.flatten(self.backbone(x), 1)
 
+    def init_log_scales(self, s_x: float, s_q: float) -> None:
+        """Start the aleatoric head's s_x(I), s_q(I) at these values for every image (the bias
+        whose bounded value they are; |s| < LOG_SCALE_BOUND)."""
+        bias = torch.tensor([s_x, s_q], dtype=self.head.bias.dtype) / LOG_SCALE_BOUND
+        with torch.no_grad():
+            self.head.bias[7:9] = LOG_SCALE_BOUND * torch.atanh(bias)
+
+    def _pose(self, out: Tensor) -> PosePrediction:
+        """(..., 7 or 9) head outputs -> centred position, unit quaternion, bounded s."""
+        log_scales = None
+        if self.config.aleatoric:
+            log_scales = LOG_SCALE_BOUND * torch.tanh(out[..., 7:9] / LOG_SCALE_BOUND)
+        return PosePrediction(out[..., :3], normalize_quaternion(out[..., 3:7]), log_scales)
+
     def regress(self, features: Tensor) -> PosePrediction:
         """(B, D) pooled features -> centred position (B, 3), unit quaternion (B, 4) (either
-        hemisphere: the training losses see the raw sign)."""
-        out = self.head(self.dropout(features))
-        return PosePrediction(out[:, :3], normalize_quaternion(out[:, 3:]))
+        hemisphere: the training losses see the raw sign), the aleatoric head's s (B, 2)."""
+        return self._pose(self.head(self.dropout(features)))
+
+    def sample_poses(
+        self, features: Tensor, samples: int, generator: torch.Generator
+    ) -> PosePrediction:
+        """MC dropout: (B, D) pooled features -> `samples` poses per image, position (T, B, 3),
+        quaternion (T, B, 4), drawn with the pose layer's dropout on (inverted dropout, masks
+        from `generator`): one head pass over T x B rows."""
+        keep = 1.0 - self.config.dropout
+        rows = features.unsqueeze(0).expand(samples, *features.shape)
+        draw = torch.rand(rows.shape, generator=generator, device=rows.device, dtype=rows.dtype)
+        return self._pose(self.head(rows * (draw < keep) / keep))
 
     def forward(self, images: Tensor) -> PosePrediction:
         """images (B, 3, H, W) uint8 or float in [0, 1] -> centred position, unit quaternion."""
@@ -426,16 +515,21 @@ class PoseNet(nn.Module):
         images: Sequence[str | Path] | Tensor,
         batch_size: int = 32,
         device: str | torch.device | None = None,
+        uncertainty: str = "auto",
+        samples: int = MC_SAMPLES,
     ) -> Poses:
         """Poses in scene coordinates, w >= 0, for image files or a ready (N, 3, h, w) uint8 /
-        [0, 1] float tensor: `predict(self, ...)`, the project's one prediction path."""
-        return predict(self, images, batch_size, device)
+        [0, 1] float tensor, with their uncertainty (auto | none | aleatoric | mc-dropout with
+        `samples` passes): `predict(self, ...)`, the project's one prediction path."""
+        return predict(self, images, batch_size, device, uncertainty=uncertainty, samples=samples)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> PoseNet:
-        """A model in eval mode from a checkpoint written by `geoposenet train`. CheckpointError
-        names the missing and unexpected weights or the first shape mismatch when the weights do
-        not fit the checkpoint's backbone."""
+        """A model in eval mode from a checkpoint written by `geoposenet train`, with the
+        uncertainty calibration fitted on the validation split for this very epoch (none when
+        the checkpoint holds none, or one of an earlier epoch). CheckpointError names the
+        missing and unexpected weights or the first shape mismatch when the weights do not fit
+        the checkpoint's backbone."""
         checkpoint = load_checkpoint(Path(path))
         config = ModelConfig.from_dict(checkpoint["model_config"])
         if config.backbone not in BACKBONES:
@@ -447,7 +541,21 @@ class PoseNet(nn.Module):
                 f"{path}: the weights do not fit a {config.backbone} PoseNet: {problem}"
             )
         model.load_state_dict(checkpoint["model"])
+        model.calibration = current_calibration(checkpoint)
         return model.to(device).eval()
+
+
+def current_calibration(checkpoint: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """The calibration scales a checkpoint holds for its own epoch, by kind ({} when absent or
+    fitted at another epoch: last.pt is written every epoch, calibrated only when evaluated)."""
+    stored = checkpoint.get("calibration")
+    if not isinstance(stored, dict) or stored.get("epoch") != checkpoint.get("epoch"):
+        return {}
+    return {
+        kind: {k: float(v) for k, v in values.items()}
+        for kind, values in stored.items()
+        if isinstance(values, dict)
+    }
 
 
 def _misfit(expected: dict[str, Tensor], given: dict[str, Any]) -> str:

@@ -66,7 +66,8 @@ def build_parts(config: TrainConfig, world: World) -> TrainingParts:
         val_set = dataset("val", 0) if holdout.val else None
         test_set = dataset("test", 0)
     model.to(world.device)
-    loss = make_loss(config.loss, config.norm, config.beta, config.s_x, config.s_q)
+    aleatoric = config.uncertainty == "aleatoric"
+    loss = make_loss(config.loss, config.norm, config.beta, config.s_x, config.s_q, aleatoric)
     loss.to(world.device)
     if init is not None and init.get("loss_name") == config.loss and init.get("loss"):
         loss.load_state_dict(init["loss"])
@@ -85,17 +86,27 @@ def build_parts(config: TrainConfig, world: World) -> TrainingParts:
 
 
 def _build_model(config: TrainConfig, scene: Scene) -> tuple[PoseNet, dict[str, Any] | None]:
-    """A fresh model (offset = mean training centre) or one started from --init (with that
-    checkpoint's content, whose loss parameters may start this run's)."""
+    """A fresh model (offset = mean training centre; the aleatoric head's s starting at --s-x,
+    --s-q) or one started from --init (with that checkpoint's content, whose loss parameters may
+    start this run's; its head, aleatoric or not, is kept)."""
     if config.init is None:
         offset = torch.as_tensor(scene.train_centre())
-        return PoseNet(config.model_config(), offset=offset), None
+        model = PoseNet(config.model_config(), offset=offset)
+        if model.config.aleatoric:
+            model.init_log_scales(config.s_x, config.s_q)
+        return model, None
     init = load_checkpoint(Path(config.init))
     model = PoseNet.from_checkpoint(config.init).train()
+    model.calibration = {}  # a new run: calibrated on its own validation split
     if model.config.backbone != config.backbone:
         raise InputError(
             f"--init {config.init}: a {model.config.backbone} model, but --backbone is "
             f"{config.backbone}"
+        )
+    if config.uncertainty == "aleatoric" and not model.config.aleatoric:
+        raise InputError(
+            f"--init {config.init}: a model without the aleatoric head, but --uncertainty is "
+            "aleatoric; train that head from the start, or fine-tune with --uncertainty none"
         )
     return model, init
 

@@ -1,4 +1,5 @@
-"""Plots and report.md of an evaluation: top-down trajectory, error CDFs, training curves.
+"""Plots and report.md of an evaluation: top-down trajectory, error CDFs, training curves, and
+for a per-image uncertainty its sparsification and calibration plots.
 
 Figures are built with `matplotlib.figure.Figure` (no pyplot, no global state) and written
 atomically as PNG. Positions are in the dataset's coordinates (metres, or "model units" for an
@@ -129,6 +130,78 @@ def plot_cdf(
     _cdf_panel(right, [(label, e.rotation_error_deg) for label, e in curves], "°", "rotation")
     fig.suptitle(title or "Cumulative distribution of the pose errors")
     save_figure(fig, path)
+
+
+def _sparsification_panel(ax: Axes, quality: dict[str, Any], unit: str, name: str) -> None:
+    curves = quality["sparsification"]
+    removed = 100 * np.asarray(curves["removed"])
+    ax.plot(removed, curves["curve"], "o-", color="C0", lw=1.6, ms=3,
+            label=f"by predicted uncertainty (AUSE {curves['ause']:.3g})")  # fmt: skip
+    ax.plot(removed, curves["oracle"], "s--", color="0.4", lw=1.2, ms=3,
+            label="oracle: by true error")  # fmt: skip
+    ax.fill_between(removed, curves["oracle"], curves["curve"], color="C0", alpha=0.12)
+    ax.set_xlabel("most uncertain frames removed (%)")
+    ax.set_ylabel(f"median {name} error of the rest ({unit})")
+    rho = quality["spearman"]
+    ax.set_title(f"{name}: Spearman {'n/a' if rho is None else f'{rho:.2f}'}")
+    ax.grid(True, color="0.92", lw=0.6)
+    ax.legend(fontsize=8)
+
+
+def _calibration_panel(ax: Axes, quality: dict[str, Any], unit: str, name: str) -> None:
+    bins = quality["calibration_bins"]
+    predicted = [b["predicted"] for b in bins]
+    observed = [b["observed"] for b in bins]
+    upper = max([*predicted, *observed, 1e-9]) * 1.08
+    ax.plot([0, upper], [0, upper], color="0.6", lw=1.0, ls=":", label="calibrated")
+    ax.plot(predicted, observed, "o-", color="C3", lw=1.6, ms=4,
+            label=f"{len(bins)} bins of equal frame count")  # fmt: skip
+    ax.set_xlim(0, upper)
+    ax.set_ylim(0, upper)
+    ax.set_xlabel(f"predicted {name} uncertainty, bin median ({unit})")
+    ax.set_ylabel(f"observed {name} error, bin median ({unit})")
+    ax.set_title(f"{name}: calibration")
+    ax.grid(True, color="0.92", lw=0.6)
+    ax.legend(fontsize=8)
+
+
+def plot_uncertainty(block: dict[str, Any], path: Path, unit: str = METRES) -> None:
+    """The uncertainty block of metrics.json as 2 x 2 panels: sparsification curves against
+    their oracle (top) and calibration by bins (bottom), position (in `unit`) and rotation."""
+    fig = Figure(figsize=(11.0, 8.0), layout="constrained")
+    axes = fig.subplots(2, 2)
+    for column, (name, quantity_unit) in enumerate((("position", unit), ("rotation", "°"))):
+        _sparsification_panel(axes[0, column], block[name], quantity_unit, name)
+        _calibration_panel(axes[1, column], block[name], quantity_unit, name)
+    state = "calibrated on the validation split" if block["calibrated"] else "uncalibrated"
+    fig.suptitle(f"{block['kind']} uncertainty ({state})")
+    save_figure(fig, path)
+
+
+def uncertainty_table(block: dict[str, Any], unit: str = METRES) -> str:
+    """Markdown table of the uncertainty's figures, position and rotation side by side."""
+
+    def number(value: float | None, digits: int, factor: float = 1.0, suffix: str = "") -> str:
+        return "n/a" if value is None else f"{factor * value:.{digits}f}{suffix}"
+
+    p, r = block["position"], block["rotation"]
+    rows = [
+        ("Spearman correlation with the error", number(p["spearman"], 3),
+         number(r["spearman"], 3)),
+        ("median error, all frames", f"{p['median_error_all']:.3f} {unit}",
+         f"{r['median_error_all']:.2f}°"),
+        ("median error, 80% most certain frames",
+         f"{p['median_error_most_certain_80']:.3f} {unit}",
+         f"{r['median_error_most_certain_80']:.2f}°"),
+        ("reduction", number(p["reduction_most_certain_80"], 1, 100, " %"),
+         number(r["reduction_most_certain_80"], 1, 100, " %")),
+        ("AUSE (area between sparsification and oracle)",
+         f"{p['sparsification']['ause']:.3f} {unit}", f"{r['sparsification']['ause']:.2f}°"),
+        ("median predicted uncertainty", f"{p['median_uncertainty']:.3f} {unit}",
+         f"{r['median_uncertainty']:.2f}°"),
+    ]  # fmt: skip
+    lines = ["| figure | position | rotation |", "|---|---|---|"]
+    return "\n".join(lines + [f"| {name} | {a} | {b} |" for name, a, b in rows])
 
 
 def read_log(log_path: Path) -> list[dict[str, Any]]:
@@ -263,7 +336,8 @@ def sequence_table(metrics: dict[str, Any]) -> str:
 def write_report(
     folder: Path, scene: Scene, errors: FrameErrors, metrics: dict[str, Any], log_path: Path
 ) -> None:
-    """Write trajectory.png, cdf.png, training.png (when `log_path` holds a log) and report.md."""
+    """Write trajectory.png, cdf.png, training.png (when `log_path` holds a log),
+    uncertainty.png (when the metrics hold an uncertainty block) and report.md."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     split = metrics.get("split", "test")
@@ -305,5 +379,25 @@ def write_report(
                   f"from `{log_path}`."]  # fmt: skip
     else:
         lines.append(f"No training log entries at `{log_path}`; training curves skipped.")
+    block = metrics.get("uncertainty")
+    if block is None:
+        (folder / "uncertainty.png").unlink(missing_ok=True)
+    else:
+        plot_uncertainty(block, folder / "uncertainty.png", unit)
+        state = (
+            "calibrated on the validation split: a value is the median error to expect"
+            if block["calibrated"]
+            else "**uncalibrated** (no validation split): only the order of the values counts"
+        )
+        lines += [
+            "", "## Uncertainty", "",
+            f"Per-frame {block['kind']} uncertainty, {state}.", "",
+            uncertainty_table(block, unit), "",
+            "![sparsification and calibration](uncertainty.png)", "",
+            "Top: median error of the frames kept as the most uncertain are removed, against "
+            "the oracle that removes the largest true errors first (the shaded area is AUSE). "
+            "Bottom: frames in bins of predicted uncertainty, median predicted against median "
+            "observed error; a calibrated uncertainty lies on the dotted diagonal.",
+        ]  # fmt: skip
     text = "\n".join(lines) + "\n"
     atomic_write_text(folder / "report.md", text)

@@ -11,6 +11,9 @@ is wrong. Layout (plain data and tensors, see geoposenet.checkpoint):
   best                     lowest validation median position error so far (m), or None
   metrics                  the last evaluation's metrics by split
   sums                     the loss parts summed over the epoch so far (mean over processes)
+  calibration              the uncertainty scales fitted on the validation split at the last
+                           evaluation, {"epoch": E, kind: {"position", "rotation", ...}}
+                           (geoposenet.calibration; absent in older checkpoints: {})
   written_by               the geoposenet version that wrote it (format version 2 on)
 Format version 1 (geoposenet 0.1.0 before this module) has the same keys but written_by and
 loads unchanged; other versions are refused by geoposenet.checkpoint with the version named.
@@ -40,6 +43,7 @@ class Progress:
     best: float | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     sums: dict[str, float] = field(default_factory=dict)  # loss parts summed over this epoch
+    calibration: dict[str, Any] = field(default_factory=dict)  # fitted on validation, by kind
 
 
 @dataclass
@@ -71,6 +75,7 @@ class RunState:
             "best": p.best,
             "metrics": p.metrics,
             "sums": p.sums,
+            "calibration": p.calibration,
             "written_by": self.written_by,
         }
 
@@ -85,6 +90,7 @@ class RunState:
             best=read.best(),
             metrics=read.get("metrics", dict),
             sums=read.sums(),
+            calibration=read.calibration(),
         )
         loss_name = read.get("loss_name", str)
         if loss_name not in LOSSES:
@@ -140,6 +146,12 @@ class _Fields:
         ):
             raise self.fail("sums", "a dict of loss parts")
         return {k: float(v) for k, v in value.items()}
+
+    def calibration(self) -> dict[str, Any]:
+        value = self.content.get("calibration", {})
+        if not isinstance(value, dict):
+            raise self.fail("calibration", "a dict of uncertainty scales")
+        return value
 
     def tensors(self, key: str) -> dict[str, Tensor]:
         value = self.get(key, dict)

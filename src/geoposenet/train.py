@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from geoposenet.calibration import fit_calibration
 from geoposenet.checkpoint import save_checkpoint
 from geoposenet.config import TrainConfig
 from geoposenet.data import PoseDataset
@@ -205,11 +206,16 @@ class Trainer:
         )
 
     def end_epoch(self, record: dict[str, Any]) -> None:
-        """Evaluate when due (best.pt on validation only), log, then write last.pt."""
-        progress, config = self.progress, self.config
+        """Evaluate when due (best.pt on validation only; the uncertainty calibrated on
+        validation only), log, then write last.pt."""
+        progress, config, parts = self.progress, self.config, self.parts
         progress.epoch, progress.batch = progress.epoch + 1, 0
         if progress.epoch % config.eval_every == 0 or progress.epoch == config.epochs:
-            progress.metrics = evaluate_splits(self.world, self.parts, self.per_rank)
+            progress.metrics = evaluate_splits(self.world, parts, self.per_rank)
+            if parts.val_set is not None and self.world.is_main:  # only rank 0 saves
+                truth = true_poses(parts.scene, "val")
+                scales = fit_calibration(parts.model, parts.val_set, *truth, self.per_rank)
+                progress.calibration = {"epoch": progress.epoch, **scales}
             for split, metrics in progress.metrics.items():
                 record[split] = {k: metrics[k] for k in MEDIANS}
             if "val" in progress.metrics:  # chosen on validation only, never on test
