@@ -283,9 +283,10 @@ def image_files(arguments: Sequence[str | Path]) -> list[Path]:
 
 
 def _image_file(path: Path) -> Path:
-    """`path` if it is a file; DatasetError naming a missing file or a folder."""
+    """`path` if it is a file; DatasetError naming a missing file or a folder (the decoder's
+    words: this only checks every file before the first is decoded)."""
     if path.is_dir():
-        raise DatasetError(path, "a folder, not an image file")
+        raise DatasetError(path, "is a folder, not an image")
     if not path.is_file():
         raise DatasetError(path, "image file not found")
     return path
@@ -294,8 +295,8 @@ def _image_file(path: Path) -> Path:
 def prepare_image(path: str | Path, resize: int, crop: tuple[int, int]) -> Tensor:
     """Read one image file as a model's input: decoded to RGB, shorter side resized to `resize`
     pixels, centre-cropped to `crop` (height, width); (3, height, width) uint8."""
-    path = _image_file(Path(path))
-    image = load_image(path, resize)
+    path = Path(path)
+    image = load_image(path, resize)  # the decoder names a missing file or a folder
     height, width = crop
     if image.shape[1] < height or image.shape[2] < width:
         raise DatasetError(
