@@ -1,0 +1,1 @@
+"""View synthesis: new training views rendered from a scene (`geoposenet augment`)."""
