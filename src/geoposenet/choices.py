@@ -27,3 +27,5 @@ POSE_FORMATS: tuple[str, ...] = ("csv", "json", "colmap")  # geoposenet predict 
 UNCERTAINTY_HEADS: tuple[str, ...] = ("none", "aleatoric")  # geoposenet train --uncertainty
 # geoposenet eval/predict --uncertainty: auto = aleatoric when the model has that head, else none
 UNCERTAINTY_KINDS: tuple[str, ...] = ("auto", "none", "aleatoric", "mc-dropout")
+# geoposenet augment --renderer: auto = exact for the built-in room, else depth, else rotation
+RENDERERS: tuple[str, ...] = ("auto", "exact", "depth", "rotation")

@@ -21,10 +21,14 @@ from geoposenet.choices import (
     DATASET_FORMATS,
     FORMATS,
     POSE_FORMATS,
+    RENDERERS,
     UNCERTAINTY_KINDS,
 )
 from geoposenet.errors import InputError, TrainingError, TrainingInterrupted
 from geoposenet.extras import missing_extra
+from geoposenet.viewsynth.limits import Limits
+
+LIMITS = Limits()  # the pose sampler's defaults, shown by `augment --help`
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -364,6 +368,65 @@ def _add_demo(sub: argparse._SubParsersAction) -> Handler:
     return run
 
 
+def _add_augment(sub: argparse._SubParsersAction) -> Handler:
+    p = sub.add_parser(
+        "augment",
+        help="DATA plus views rendered at new poses, written as a dataset in DATA's format",
+        description="Write a copy of DATA (7-Scenes or Cambridge; files hard-linked where "
+        "possible) whose training split also holds N views rendered at new poses near the "
+        "training cameras, in their own sequences (listed in AUG/augment.json); the test split "
+        "is DATA's. Train on it with `geoposenet train AUG`.",
+    )
+    p.add_argument("data", type=Path, help="dataset folder (7-Scenes or Cambridge)")
+    p.add_argument("--out", type=Path, required=True, help="new dataset folder (empty or new)")
+    p.add_argument("--views", type=int, default=1000, help="views to synthesise (default: 1000)")
+    p.add_argument(
+        "--renderer", choices=RENDERERS, default="auto",
+        help="exact: the built-in room's ray caster; depth: fuse 7-Scenes colour + depth and "
+        "render the points; rotation: turn training cameras about their centre (homography, any "
+        "scene); auto: exact for the room, else depth when there are depth maps, else rotation",
+    )  # fmt: skip
+    p.add_argument("--max-shift", type=float, default=LIMITS.max_shift_m, metavar="M",
+                   help=f"metres a camera may move from a training camera "
+                   f"(default: {LIMITS.max_shift_m:g})")  # fmt: skip
+    p.add_argument("--max-angle", type=float, default=LIMITS.max_angle_deg, metavar="DEG",
+                   help=f"degrees a camera may turn (default: {LIMITS.max_angle_deg:g})")  # fmt: skip
+    p.add_argument("--between", type=float, default=LIMITS.between, metavar="F",
+                   help=f"share of views between two training walks "
+                   f"(default: {LIMITS.between:g})")  # fmt: skip
+    p.add_argument("--clearance", type=float, default=LIMITS.clearance_m, metavar="M",
+                   help=f"metres kept from the scene's 3D points "
+                   f"(default: {LIMITS.clearance_m:g})")  # fmt: skip
+    p.add_argument("--min-coverage", type=float, default=0.7, metavar="F",
+                   help="redraw views with a smaller share of rendered pixels (default: 0.7)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="pose sampling seed (default: 0)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    def run(args: argparse.Namespace) -> int:
+        from dataclasses import replace
+
+        from geoposenet.viewsynth.augment import augment
+
+        try:
+            limits = replace(
+                LIMITS,
+                max_shift_m=args.max_shift,
+                max_angle_deg=args.max_angle,
+                between=args.between,
+                clearance_m=args.clearance,
+            )
+        except ValueError as error:
+            raise InputError(f"augment: {error}") from None
+        report = augment(
+            args.data, args.out, args.views, args.renderer, limits, args.seed,
+            args.min_coverage, progress=not args.no_progress,
+        )  # fmt: skip
+        print(report.describe())
+        return 0
+
+    return run
+
+
 def _add_download(sub: argparse._SubParsersAction) -> Handler:
     from geoposenet.catalog import ARCHIVES, URL_BASE_VARIABLE
 
@@ -398,6 +461,7 @@ def _add_download(sub: argparse._SubParsersAction) -> Handler:
 COMMANDS: tuple[Callable[[argparse._SubParsersAction], Handler], ...] = (
     _add_demo,
     _add_synth,
+    _add_augment,
     _add_check,
     _add_train,
     _add_eval,

@@ -51,6 +51,8 @@ class Frame:
     split: 'train' or 'test' as the dataset says, or 'val' when held out from 'train'.
     point_ids: (k,) int64 indices into `Scene.points` of the 3D points seen in this image.
     intrinsics: the camera's intrinsics when the format gives them.
+    synthetic: rendered by `geoposenet augment`, not captured (its sequence is listed in the
+    dataset's augment.json).
     """
 
     name: str
@@ -61,6 +63,7 @@ class Frame:
     split: Split
     point_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     intrinsics: Intrinsics | None = None
+    synthetic: bool = False
 
     def __post_init__(self) -> None:
         self.centre = np.asarray(self.centre, dtype=np.float64).reshape(3)
@@ -148,6 +151,7 @@ class Scene:
             "name": self.name,
             "format": self.format,
             "frames": {s: len(self.split(s)) for s in ("train", "val", "test")},
+            "synthetic_frames": sum(f.synthetic for f in self.frames),
             "sequences": sorted({f.sequence for f in self.frames}),
             "camera_extent": [round(v, 3) for v in extent],
             "position_unit": self.position_unit,

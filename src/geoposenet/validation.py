@@ -9,6 +9,7 @@ ever evaluated.
   (frames next to a validation frame look almost the same, so they would leak into it);
 - a comma-separated list of training sequence names, e.g. `seq-03,seq-05`;
 - `none`: no validation split (then no model is chosen: `best.pt` is not written).
+Synthesised frames (`geoposenet augment`) are never held out: validation measures real images.
 Frames are never interleaved: consecutive video frames are near-duplicates, so a validation
 frame next to a training frame measures memory, not generalisation. Gap frames are excluded
 from both and counted in the summary.
@@ -86,9 +87,12 @@ def hold_out(scene: Scene, spec: str) -> tuple[Scene, Holdout]:
 
 
 def _training_sequences(scene: Scene) -> dict[str, list[Frame]]:
-    """Training frames by sequence, each sorted by frame name (the capture order)."""
+    """Captured (not synthesised) training frames by sequence, each sorted by frame name (the
+    capture order)."""
     groups: dict[str, list[Frame]] = {}
     for frame in scene.split("train"):
+        if frame.synthetic:
+            continue
         groups.setdefault(frame.sequence, []).append(frame)
     return {name: sorted(frames, key=lambda f: f.name) for name, frames in groups.items()}
 

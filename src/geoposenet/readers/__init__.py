@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from geoposenet.errors import DatasetError, InputError
 from geoposenet.readers import cambridge, colmap, nerfstudio, sevenscenes
+from geoposenet.readers._augmented import mark_synthetic
 from geoposenet.readers._common import ImageCheck, Problems
 from geoposenet.readers._scale import check_choice, in_metres, scale_from_file
 from geoposenet.scene import METRES, Scene
@@ -73,7 +74,7 @@ def load_scene(
     scene = reader.read(root, problems, image_check=image_check, **options)
     if not scene.frames:
         raise DatasetError(root, f"the {name} dataset has no frames")
-    scene = _scaled(scene, scale, scale_from, problems)
+    scene = mark_synthetic(_scaled(scene, scale, scale_from, problems), problems)
     return scene if split == "all" else scene.subset(split)
 
 
@@ -130,7 +131,7 @@ def check_dataset(
     image_check: ImageCheck = "decode" if require_images else "none"
     scene = reader.read(root, problems, image_check=image_check, **options)
     if scene.frames:
-        scene = _scaled(scene, scale, scale_from, problems)
+        scene = mark_synthetic(_scaled(scene, scale, scale_from, problems), problems)
     messages = [str(error) for error in problems.errors]
     messages += [str(DatasetError(root, problem)) for problem in scene.validate()]
     return CheckReport(root, name, messages, scene, problems.notes)
@@ -189,10 +190,12 @@ def _summary_text(root: Path, scene: Scene) -> str:
     sequences: list[str] = summary["sequences"]  # type: ignore[assignment]
     extent: list[float] = summary["camera_extent"]  # type: ignore[assignment]
     per_frame: dict[str, float] = summary["points_per_frame"]  # type: ignore[assignment]
+    synthetic = summary["synthetic_frames"]
     return "\n".join(
         [
             f"{root}: OK, {scene.format} dataset '{scene.name}'",
-            f"  frames: {frames['train']} train, {frames['test']} test",
+            f"  frames: {frames['train']} train, {frames['test']} test"
+            + (f" ({synthetic} of the training frames synthesised)" if synthetic else ""),
             f"  sequences ({len(sequences)}): {', '.join(sequences)}",
             "  camera extent: " + " x ".join(f"{v:g}" for v in extent) + f" {scene.position_unit}",
             f"  3D points: {summary['points']}; per frame min {per_frame['min']}, "

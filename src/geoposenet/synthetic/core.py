@@ -149,6 +149,17 @@ def sequence_poses(
     return out
 
 
+def sequence_gain(seed: int, number: int) -> np.ndarray:
+    """(3,) per-channel light gain of sequence `number` (1-based): brightness times tint."""
+    light = np.random.default_rng([seed, 31, number])
+    return light.uniform(0.75, 1.15) * light.uniform(0.9, 1.1, 3)
+
+
+def noise_seed(seed: int, number: int, index: int) -> int:
+    """The sensor-noise seed of frame `index` (0-based) of sequence `number` (1-based)."""
+    return (seed * 1_000_003 + number * 10_007 + index) % 2**63
+
+
 def _prepare(out: Path, marker: dict) -> SynthReport | None:
     """Return the saved report when `out` is complete for `marker`; else clear our own earlier
     output (or refuse a foreign non-empty folder) and mark the folder as partial."""
@@ -216,13 +227,12 @@ def _render_frames(
     progress = tqdm(total=total, desc="rendering", unit="frame", disable=None, leave=False)
     with ThreadPoolExecutor(max_workers=1) as writer:
         for number, (split, centres, rotations) in enumerate(sequence_poses(p, room, seed), 1):
-            light = np.random.default_rng([seed, 31, number])
-            gain = light.uniform(0.75, 1.15) * light.uniform(0.9, 1.1, 3)
+            gain = sequence_gain(seed, number)
             quats = matrix_to_quaternion_np(rotations)
             for index, (centre, rotation) in enumerate(zip(centres, rotations, strict=True)):
                 depth, face, hits = caster.cast(centre, rotation)
-                noise_seed = (seed * 1_000_003 + number * 10_007 + index) % 2**63
-                image = expose(render_colour(room, face, hits), gain, p.noise, noise_seed)
+                colour = render_colour(room, face, hits)
+                image = expose(colour, gain, p.noise, noise_seed(seed, number, index))
                 ids, uv = visible(camera, depth, points, centre, rotation)
                 record = FrameRecord(number, index, split, centre, rotation, quats[index], ids, uv)
                 depth_m = depth_caster.cast(centre, rotation)[0].numpy() if depth_caster else None

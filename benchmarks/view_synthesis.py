@@ -1,0 +1,204 @@
+"""View synthesis on the synthetic `room` (issue 17): does training on rendered views help?
+
+Trains the demo's first stage (its recipe, `geoposenet.demo.PLANS["room"]`: EfficientNet-Lite0
+with ImageNet weights, 96x128 px, batch 32, Adam lr 2e-3 cosine with 1 warm-up epoch, colour
+jitter 0.2, learned weighting, 30 epochs, no validation split) on the room in 7-Scenes format:
+  original           the room's 1000 training frames;
+  RENDERER-N-BUDGET  the same plus N views by RENDERER (exact, depth, rotation) from
+                     `geoposenet augment`, trained for the same number of optimiser steps as
+                     the original (epochs scaled by 1000 / (1000 + N), rounded) or the same
+                     number of epochs (30: (1000 + N) / 1000 times the steps).
+Every run is one `geoposenet augment`, `train` and `eval` command (printed; a rerun skips what
+is done and resumes an interrupted training). Each row: test medians and accuracies (mean over
+seeds, each seed beside), the oracle nearest training pose of the original training set and of
+the augmented one (the best any retrieval of those images could do), optimiser steps, training
+and rendering wall time. Writes OUT/results.json and OUT/results.md.
+
+    python benchmarks/view_synthesis.py --out bench-vs                  # everything: ~26 runs
+    python benchmarks/view_synthesis.py --out bench-vs --budgets steps --seeds 0,1
+    python benchmarks/view_synthesis.py --out /tmp/smoke --smoke       # tiny room, ~1 min
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from geoposenet.baselines import nearest_training_pose
+from geoposenet.cache import atomic_write_text, cache_root
+from geoposenet.demo import PLANS
+from geoposenet.machine import describe
+from geoposenet.metrics import pose_errors, summarize
+from geoposenet.readers import load_scene
+from geoposenet.synthetic import synthesize
+
+THRESHOLDS = ("0.25m_2deg", "0.5m_5deg")
+
+
+def recipe(preset: str, smoke: bool) -> list[str]:
+    """`geoposenet train` flags of the demo's first stage for `preset` (without --epochs)."""
+    plan = PLANS[preset]
+    backbone = ["--backbone", "mobilenet_v3_small", "--pretrained", "none"] if smoke else [
+        "--backbone", "efficientnet_lite0", "--pretrained", "imagenet"]  # fmt: skip
+    return [
+        "--preset", "cpu", *backbone, "--loss", "learned",
+        "--resize", str(plan.resize), "--crop", f"{plan.crop[0]}x{plan.crop[1]}",
+        "--batch-size", str(plan.batch_size), "--lr", f"{plan.lr:g}", "--schedule", "cosine",
+        "--warmup-epochs", "1" if plan.epochs > 2 else "0", "--jitter", f"{plan.jitter:g}",
+        "--val", "none", "--no-progress",
+    ]  # fmt: skip
+
+
+def run(command: list[str], log: list[str]) -> float:
+    """Run `geoposenet COMMAND` (printed and logged first); seconds taken."""
+    shown = "geoposenet " + shlex.join(command)
+    print(f"$ {shown}", flush=True)
+    log.append(shown)
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "geoposenet", *command], check=True)
+    return time.perf_counter() - started
+
+
+def oracle(train_root: Path, test_root: Path) -> dict[str, float]:
+    """Median errors of the nearest training pose (of `train_root`'s training frames) on
+    `test_root`'s test frames."""
+    train = load_scene(train_root, "train")
+    test = load_scene(test_root, "test")
+    centre, quaternion, _ = nearest_training_pose(
+        train.centres, train.quaternions, test.centres, test.quaternions
+    )
+    pos, rot = pose_errors(centre, quaternion, test.centres, test.quaternions)
+    m = summarize(pos, rot)
+    return {
+        "position_m": m["median_position_error_m"],
+        "rotation_deg": m["median_rotation_error_deg"],
+    }
+
+
+def plan_runs(
+    renderers: list[str], views: list[int], budgets: list[str], seeds: list[int]
+) -> list[tuple[str, int, str, int]]:
+    """(renderer, N, budget, seed) in the order run: every seed of the original first, then
+    each seed's same-steps rows, then the same-epochs rows (the costliest) last."""
+    runs = [("original", 0, "-", s) for s in seeds]
+    for budget in budgets:
+        for seed in seeds:
+            runs += [(r, n, budget, seed) for n in views for r in renderers]
+    return runs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--renderers", default="exact,depth,rotation")
+    parser.add_argument("--views", default="1000,3000")
+    parser.add_argument("--budgets", default="steps,epochs")
+    parser.add_argument("--seeds", default="0,1")
+    parser.add_argument("--smoke", action="store_true", help="tiny room, tiny model, 1 seed")
+    args = parser.parse_args()
+    preset = "tiny" if args.smoke else "room"
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    scene_dir = cache_root() / "scenes" / f"{preset}-seed0-7scenes"
+    synthesize(scene_dir, preset=preset, format="7scenes", seed=0)
+    n_train = len(load_scene(scene_dir, "train").frames)
+    epochs = PLANS[preset].epochs
+    batch = PLANS[preset].batch_size
+    renderers = args.renderers.split(",")
+    views = [int(v) for v in args.views.split(",")] if not args.smoke else [20]
+    seeds = [int(s) for s in args.seeds.split(",")] if not args.smoke else [0]
+    results_path = out / "results.json"
+    results: dict[str, Any] = (
+        json.loads(results_path.read_text()) if results_path.exists() else {"runs": {}, "data": {}}
+    )
+    log: list[str] = results.setdefault("commands", [])
+    results["machine"] = describe()
+    results["oracle_original"] = oracle(scene_dir, scene_dir)
+    for renderer, n, budget, seed in plan_runs(renderers, views, args.budgets.split(","), seeds):
+        data = scene_dir
+        if renderer != "original":
+            data = out / "data" / f"{renderer}-{n}"
+            key = data.name
+            if key not in results["data"]:
+                command = ["augment", str(scene_dir), "--out", str(data), "--views", str(n),
+                           "--renderer", renderer, "--seed", "0", "--no-progress"]  # fmt: skip
+                seconds = run(command, log)
+                marker = json.loads((data / "augment.json").read_text())
+                results["data"][key] = {
+                    "seconds": round(seconds, 1),
+                    "render_views_per_s": marker["render_views_per_s"],
+                    "rejected": marker["rejected"],
+                    "oracle": oracle(data, scene_dir),
+                }
+                atomic_write_text(results_path, json.dumps(results, indent=1) + "\n")
+        frames = n_train + n
+        run_epochs = epochs if budget != "steps" else max(1, round(epochs * n_train / frames))
+        name = f"{renderer}-{n}-{budget}-s{seed}" if n else f"original-s{seed}"
+        if name in results["runs"]:
+            continue
+        folder = out / "runs" / name
+        train_s = run(["train", str(data), "--out", str(folder), *recipe(preset, args.smoke),
+                       "--epochs", str(run_epochs), "--eval-every", str(run_epochs),
+                       "--seed", str(seed), "--resume"], log)  # fmt: skip
+        run(["eval", str(folder / "last.pt"), str(scene_dir), "--out", str(folder / "eval")], log)
+        metrics = json.loads((folder / "eval" / "metrics.json").read_text())
+        results["runs"][name] = {
+            "renderer": renderer, "views": n, "budget": budget, "seed": seed,
+            "epochs": run_epochs, "steps": run_epochs * math.ceil(frames / batch),
+            "train_seconds": round(train_s, 1),
+            "median_position_m": metrics["median_position_error_m"],
+            "median_rotation_deg": metrics["median_rotation_error_deg"],
+            **{t: metrics["accuracy"][t] for t in THRESHOLDS},
+        }  # fmt: skip
+        atomic_write_text(results_path, json.dumps(results, indent=1) + "\n")
+        atomic_write_text(out / "results.md", table(results))
+    atomic_write_text(out / "results.md", table(results))
+    print(table(results))
+
+
+def table(results: dict[str, Any]) -> str:
+    """Markdown: one row per (renderer, N, budget), seeds averaged and listed."""
+    groups: dict[tuple[str, int, str], list[dict[str, Any]]] = {}
+    for r in results["runs"].values():
+        groups.setdefault((r["renderer"], r["views"], r["budget"]), []).append(r)
+    base = results["oracle_original"]
+    lines = [
+        f"Measured on {results['machine']}.",
+        "",
+        "| training data | budget | steps | seeds | median position (m) | median rotation (deg) "
+        "| <0.25 m, 2 deg | <0.5 m, 5 deg | per seed (m / deg) | oracle nearest training pose, "
+        "original / augmented (m / deg) | train time per run (min) | render (views/s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (renderer, n, budget), runs in groups.items():
+        data = results["data"].get(f"{renderer}-{n}")
+        aug = data["oracle"] if data else base
+        pos = [r["median_position_m"] for r in runs]
+        rot = [r["median_rotation_deg"] for r in runs]
+        each = ", ".join(f"{p:.3f} / {q:.2f}" for p, q in zip(pos, rot, strict=True))
+        what = "original 1000 frames" if not n else f"+ {n} {renderer}"
+        lines.append(
+            f"| {what} | {budget} | {runs[0]['steps']} | {', '.join(str(r['seed']) for r in runs)}"
+            f" | {np.mean(pos):.3f} | {np.mean(rot):.2f}"
+            f" | {100 * np.mean([r['0.25m_2deg'] for r in runs]):.1f}%"
+            f" | {100 * np.mean([r['0.5m_5deg'] for r in runs]):.1f}% | {each}"
+            f" | {base['position_m']:.3f} / {base['rotation_deg']:.2f}, "
+            f"{aug['position_m']:.3f} / {aug['rotation_deg']:.2f}"
+            f" | {np.mean([r['train_seconds'] for r in runs]) / 60:.1f}"
+            f" | {data['render_views_per_s'] if data else '-'} |"
+        )
+    lines += ["", "Commands:", "", "```", *results["commands"], "```", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,303 @@
+"""`geoposenet augment DATA --out AUG`: DATA plus views rendered at new poses, as a dataset.
+
+Steps: read DATA; choose the renderer (`auto`: the room's exact caster when DATA is the
+built-in room, else depth fusion when the training frames have 7-Scenes depth maps, else
+rotations by homography); sample new poses in free space near the training frames (rotations
+only, for the homography); render each, redrawing views below `min_coverage`; write the
+originals and the new sequences (`output`), check the result reads back with every frame, and
+write augment.json last. The test split is DATA's, untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from geoposenet.cache import atomic_write_text
+from geoposenet.choices import RENDERERS
+from geoposenet.errors import DatasetError, InputError
+from geoposenet.geometry import matrix_to_quaternion_np
+from geoposenet.readers import load_scene
+from geoposenet.readers._augmented import MARKER, synthetic_sequences
+from geoposenet.readers._common import Problems
+from geoposenet.scene import Frame, Intrinsics, Scene
+from geoposenet.viewsynth import output
+from geoposenet.viewsynth.cameras import SEVENSCENES_DEPTH, SceneCameras, depth_path
+from geoposenet.viewsynth.exact import ExactRenderer, room_marker
+from geoposenet.viewsynth.rotation import RotationRenderer
+from geoposenet.viewsynth.sampler import FreeSpace, Limits, sample_views
+from geoposenet.viewsynth.views import Rendered, Renderer, View
+
+DRAWS_PER_VIEW = 4  # candidate poses drawn per requested view (low-coverage ones are redrawn)
+VISIBLE_TOLERANCE = (0.01, 0.02)  # a point is visible within 1 cm + 2 % of the rendered depth
+
+
+@dataclass
+class AugmentReport:
+    """What `augment` wrote."""
+
+    root: Path
+    source: Path
+    format: str
+    renderer: str
+    views: int
+    original_train: int
+    sequences: list[str]
+    rejected: int
+    coverage_median: float
+    seconds: float
+    render_seconds: float
+
+    def describe(self) -> str:
+        rate = self.views / self.render_seconds if self.render_seconds else 0.0
+        return (
+            f"augmented {self.format} dataset written to {self.root}: {self.original_train} "
+            f"original + {self.views} synthesised training frames ({self.renderer} renderer, "
+            f"sequences {', '.join(self.sequences)}), test split of {self.source} unchanged\n"
+            f"rendering: {rate:.1f} views/s; median coverage {self.coverage_median:.3f}; "
+            f"{self.rejected} views redrawn (coverage too low); {self.seconds:.0f} s in all"
+        )
+
+
+def has_depth(frames: list[Frame]) -> bool:
+    """Whether most training frames have a 7-Scenes depth map."""
+    return sum(depth_path(f) is not None for f in frames) * 2 > len(frames)
+
+
+def choose_renderer(name: str, scene: Scene, train: list[Frame]) -> str:
+    """The renderer `name` resolves to for `scene` (InputError when it cannot render it)."""
+    if name not in RENDERERS:
+        raise InputError(f"--renderer: expected one of {', '.join(RENDERERS)}, got {name!r}")
+    is_room = room_marker(scene.root) is not None
+    depth = scene.format == "7scenes" and has_depth(train)
+    if name == "auto":
+        return "exact" if is_room else "depth" if depth else "rotation"
+    if name == "exact" and not is_room:
+        raise InputError("--renderer exact renders only the built-in room (`geoposenet synth`)")
+    if name == "depth" and not depth:
+        raise InputError(
+            "--renderer depth needs 7-Scenes depth maps for most training frames; "
+            "use --renderer rotation"
+        )
+    return name
+
+
+def build_renderer(name: str, scene: Scene, train: list[Frame], cameras: SceneCameras) -> Renderer:
+    """The renderer called `name` for the training frames `train`."""
+    if name == "exact":
+        return ExactRenderer(scene.root, train)
+    if name == "depth":
+        from geoposenet.viewsynth.depth import DepthRenderer
+
+        return DepthRenderer(train, cameras)
+    return RotationRenderer(train, cameras)
+
+
+def visible_points(
+    points: np.ndarray, view: View, camera: Intrinsics, depth: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Ids (k,) and pixel coordinates (k, 2) of the world `points` (M, 3) in front of `view`,
+    inside the image and, when a rendered `depth` (H, W) is given, not occluded."""
+    cam = (points - view.centre) @ view.cam_from_world.T
+    z = cam[:, 2]
+    front = z > 0.05
+    safe = np.where(front, z, 1.0)
+    u = camera.fx * cam[:, 0] / safe + camera.cx
+    v = camera.fy * cam[:, 1] / safe + camera.cy
+    inside = front & (u >= 0) & (u < camera.width) & (v >= 0) & (v < camera.height)
+    ids = np.flatnonzero(inside)
+    if depth is not None:
+        seen = depth[v[ids].astype(int), u[ids].astype(int)]
+        near, share = VISIBLE_TOLERANCE
+        ids = ids[(seen > 0) & (np.abs(seen - z[ids]) <= near + share * z[ids])]
+    return ids, np.stack([u[ids], v[ids]], axis=1)
+
+
+def augment(
+    data: Path,
+    out: Path,
+    views: int = 1000,
+    renderer: str = "auto",
+    limits: Limits | None = None,
+    seed: int = 0,
+    min_coverage: float = 0.7,
+    progress: bool = True,
+) -> AugmentReport:
+    """Write DATA plus `views` synthesised training views to `out` (see the module docstring)."""
+    started = time.perf_counter()
+    data = Path(data)
+    if views < 1:
+        raise InputError(f"--views: expected a positive count, got {views}")
+    if not 0 <= min_coverage <= 1:
+        raise InputError(f"--min-coverage: expected a fraction in [0, 1], got {min_coverage}")
+    scene = load_scene(data)
+    if scene.format not in output.FORMATS:
+        raise InputError(
+            f"augment writes {' and '.join(output.FORMATS)} datasets; {data} is {scene.format}"
+        )
+    train = [f for f in scene.split("train")]
+    kind = choose_renderer(renderer, scene, train)
+    limits = limits or Limits()
+    if kind == "rotation":
+        limits = replace(limits, rotation_only=True)
+    cameras = SceneCameras(scene)
+    render = build_renderer(kind, scene, train, cameras)
+    candidates = sample_views(
+        train, FreeSpace(train, scene.points, limits), limits, views * DRAWS_PER_VIEW, seed
+    )
+    output.prepare(Path(out), data)
+    out = Path(out).resolve()
+    output.copy_dataset(data.resolve(), out)
+    existing = {f.sequence for f in scene.frames}
+    names = output.sequence_names(scene.format, -(-views // output.SEQUENCE_LENGTH), existing)
+    render_start = time.perf_counter()
+    written, rejected = _render_all(
+        out, scene, train, cameras, render, kind, candidates, views, names, min_coverage, progress
+    )
+    render_seconds = time.perf_counter() - render_start
+    output.finish(out, scene.format, written)
+    sequences = sorted({f.sequence for f in written})
+    _check(out, len(scene.split("train")) + len(written))
+    earlier = synthetic_sequences(data, Problems(strict=True))
+    report = AugmentReport(
+        out,
+        data.resolve(),
+        scene.format,
+        kind,
+        len(written),
+        len(train),
+        sequences,
+        rejected,
+        float(np.median([f.coverage for f in written])),
+        time.perf_counter() - started,
+        render_seconds,
+    )
+    marker = {
+        "synthetic_sequences": sorted(earlier | set(sequences)),
+        "source": str(data.resolve()),
+        "renderer": kind,
+        "views": len(written),
+        "seed": seed,
+        "limits": asdict(limits),
+        "min_coverage": min_coverage,
+        "rejected": rejected,
+        "render_views_per_s": round(len(written) / render_seconds, 2),
+        "frames": [
+            {"name": f.name, "source": f.source, "coverage": round(f.coverage, 4)} for f in written
+        ],
+    }
+    atomic_write_text(out / MARKER, json.dumps(marker, indent=1) + "\n")
+    (out / output.PARTIAL).unlink()
+    return report
+
+
+def _render_all(
+    out: Path,
+    scene: Scene,
+    train: list[Frame],
+    cameras: SceneCameras,
+    render: Renderer,
+    kind: str,
+    candidates: list[View],
+    views: int,
+    names: list[str],
+    min_coverage: float,
+    progress: bool,
+) -> tuple[list[output.SynthFrame], int]:
+    """Render candidates in order until `views` pass `min_coverage`; write each (PNG encoding
+    in a second thread). Returns the written frames and the number of views redrawn."""
+    written: list[output.SynthFrame] = []
+    rejected = 0
+    pending: deque[Future[None]] = deque()
+    bar = tqdm(total=views, desc=f"rendering ({kind})", unit="view", disable=not progress)
+    # 7-Scenes: a sequence has depth for all its frames or none (rotations need the source's)
+    depth_wanted = scene.format == "7scenes" and (
+        kind != "rotation" or all(depth_path(f) is not None for f in train)
+    )
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        for view in candidates:
+            if len(written) == views:
+                break
+            source = train[view.source]
+            camera = cameras.colour(source)
+            rendered = render.render(view, camera)
+            if rendered.coverage < min_coverage:
+                rejected += 1
+                continue
+            depth = render.render_depth(view, SEVENSCENES_DEPTH) if depth_wanted else None
+            index = len(written)
+            sequence = names[index // output.SEQUENCE_LENGTH]
+            name = output.frame_name(scene.format, sequence, index % output.SEQUENCE_LENGTH)
+            ids, uv = _visibility(scene, source, view, camera, rendered, kind)
+            written.append(
+                output.SynthFrame(
+                    name,
+                    sequence,
+                    view.centre,
+                    matrix_to_quaternion_np(view.cam_from_world),
+                    camera.fx,
+                    (camera.cx, camera.cy),
+                    source.name,
+                    rendered.coverage,
+                    ids,
+                    uv,
+                )
+            )
+            depth_m = depth.depth if depth is not None else None
+            pending.append(
+                writer.submit(
+                    output.write_frame,
+                    out,
+                    scene.format,
+                    name,
+                    rendered.image,
+                    depth_m,
+                    view.centre,
+                    view.cam_from_world,
+                )
+            )
+            while len(pending) > 8:
+                pending.popleft().result()
+            bar.update()
+        for job in pending:
+            job.result()
+    bar.close()
+    if len(written) < views:
+        raise InputError(
+            f"only {len(written)} of {views} views reached --min-coverage {min_coverage} in "
+            f"{len(candidates)} draws; lower --min-coverage or --max-angle"
+        )
+    return written, rejected
+
+
+def _visibility(
+    scene: Scene, source: Frame, view: View, camera: Intrinsics, rendered: Rendered, kind: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """The scene points a synthesised view sees: occlusion from the rendered depth, or for a
+    rotation (same centre, same occlusions) the source frame's points that stay in view."""
+    if scene.format != "cambridge" or not len(scene.points):
+        return np.zeros(0, np.int64), np.zeros((0, 2))
+    if kind == "rotation":
+        ids, uv = visible_points(scene.points[source.point_ids], view, camera, None)
+        return source.point_ids[ids], uv
+    return visible_points(scene.points, view, camera, rendered.depth)
+
+
+def _check(out: Path, expected_train: int) -> None:
+    """The written dataset must read back with every training frame."""
+    try:
+        scene = load_scene(out)
+    except DatasetError as error:
+        raise RuntimeError(f"the augmented dataset does not read back: {error}") from error
+    got = len(scene.split("train"))
+    if got != expected_train:
+        raise RuntimeError(
+            f"the augmented dataset reads {got} training frames, not {expected_train}"
+        )
