@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from builders import STAIRS
 from scipy.spatial.transform import Rotation
 
-from builders import STAIRS
 from geoposenet.cli import main
 from geoposenet.images import decode_image
 from geoposenet.readers import check_dataset, load_scene
@@ -96,7 +96,10 @@ def test_homography_view_matches_the_exact_renderer_on_covered_pixels(
 def test_homography_depth_matches_the_exact_depth(tiny_7scenes: Path) -> None:
     scene = load_scene(tiny_7scenes)
     train = scene.split("train")
-    exact, homography = ExactRenderer(tiny_7scenes, train), RotationRenderer(train, SceneCameras(scene))
+    exact, homography = (
+        ExactRenderer(tiny_7scenes, train),
+        RotationRenderer(train, SceneCameras(scene)),
+    )
     view = turned(frame_view(train[2], 2), 6, (0.2, 1, 0))
     warped = homography.render_depth(view, SEVENSCENES_DEPTH)
     truth = exact.render_depth(view, SEVENSCENES_DEPTH)
@@ -111,7 +114,9 @@ def test_rotation_renderer_refuses_a_moved_camera(tiny_scene_dir: Path) -> None:
     view = frame_view(train[0], 0)
     moved = View(view.centre + 0.1, view.cam_from_world, 0)
     with pytest.raises(ValueError, match="about a training camera's centre"):
-        RotationRenderer(train, SceneCameras(scene)).render(moved, SceneCameras(scene).colour(train[0]))
+        RotationRenderer(train, SceneCameras(scene)).render(
+            moved, SceneCameras(scene).colour(train[0])
+        )
 
 
 def augment_cli(data: Path, out: Path, *flags: str) -> int:

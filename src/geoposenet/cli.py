@@ -390,7 +390,8 @@ def _add_augment(sub: argparse._SubParsersAction) -> Handler:
                    help=f"metres a camera may move from a training camera "
                    f"(default: {LIMITS.max_shift_m:g})")  # fmt: skip
     p.add_argument("--max-angle", type=float, default=LIMITS.max_angle_deg, metavar="DEG",
-                   help=f"degrees a camera may turn (default: {LIMITS.max_angle_deg:g})")  # fmt: skip
+                   help=f"degrees a camera may turn "
+                   f"(default: {LIMITS.max_angle_deg:g})")  # fmt: skip
     p.add_argument("--between", type=float, default=LIMITS.between, metavar="F",
                    help=f"share of views between two training walks "
                    f"(default: {LIMITS.between:g})")  # fmt: skip
@@ -398,7 +399,8 @@ def _add_augment(sub: argparse._SubParsersAction) -> Handler:
                    help=f"metres kept from the scene's 3D points "
                    f"(default: {LIMITS.clearance_m:g})")  # fmt: skip
     p.add_argument("--min-coverage", type=float, default=0.7, metavar="F",
-                   help="redraw views with a smaller share of rendered pixels (default: 0.7)")  # fmt: skip
+                   help="redraw views with a smaller share of rendered pixels "
+                   "(default: 0.7)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="pose sampling seed (default: 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 

@@ -149,9 +149,7 @@ def augment(
         limits = replace(limits, rotation_only=True)
     cameras = SceneCameras(scene)
     render = build_renderer(kind, scene, train, cameras)
-    candidates = sample_views(
-        train, FreeSpace(train, scene.points, limits), limits, views * DRAWS_PER_VIEW, seed
-    )
+    candidates = _candidates(scene, train, limits, views, seed)
     output.prepare(Path(out), data)
     out = Path(out).resolve()
     output.copy_dataset(data.resolve(), out)
@@ -196,6 +194,20 @@ def augment(
     atomic_write_text(out / MARKER, json.dumps(marker, indent=1) + "\n")
     (out / output.PARTIAL).unlink()
     return report
+
+
+def _candidates(
+    scene: Scene, train: list[Frame], limits: Limits, views: int, seed: int
+) -> list[View]:
+    """DRAWS_PER_VIEW x `views` sampled poses in a seeded random order (views that fail the
+    coverage test are replaced by the next ones, so the kept views are an unbiased subset)."""
+    try:
+        free = None if limits.rotation_only else FreeSpace(train, scene.points, limits)
+        candidates = sample_views(train, free, limits, views * DRAWS_PER_VIEW, seed)
+    except ValueError as error:
+        raise InputError(f"augment {scene.root}: {error}") from None
+    order = np.random.default_rng([seed, 4101]).permutation(len(candidates))
+    return [candidates[i] for i in order]
 
 
 def _render_all(

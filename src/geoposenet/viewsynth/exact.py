@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +28,17 @@ from geoposenet.synthetic.writers import FrameRecord, image_name
 from geoposenet.viewsynth.views import Rendered, View
 
 POSE_MATCH = 1e-6
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Torch on one thread (the caster's per-view tensors are small: one thread is fastest)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def room_marker(root: Path) -> dict | None:
@@ -95,21 +108,18 @@ class ExactRenderer:
         if seed is None:
             pose_bytes = np.concatenate([centre, rotation.ravel()]).astype(np.float64).tobytes()
             seed = zlib.crc32(pose_bytes) + (number << 32)
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # small per-view tensors: one thread is fastest
-        try:
+        with one_thread():
             depth, face, hits = self._caster(camera).cast(centre, rotation)
             colour = render_colour(self.room, face, hits)
             image = expose(colour, sequence_gain(self.seed, number), self.preset.noise, seed)
-        finally:
-            torch.set_num_threads(threads)
         valid = np.ones(image.shape[:2], dtype=bool)
         return Rendered(image, valid, depth.numpy())
 
     def render_depth(self, view: View, camera: Intrinsics) -> Rendered:
         """Exact depth of `view` through `camera` (image empty)."""
         centre, rotation, _ = self._pose(view)
-        depth = self._caster(camera).cast(centre, rotation)[0].numpy()
+        with one_thread():
+            depth = self._caster(camera).cast(centre, rotation)[0].numpy()
         return Rendered(np.zeros((0, 0, 3), np.uint8), np.ones(depth.shape, bool), depth)
 
 
