@@ -173,7 +173,7 @@ def test_small_holes_filled_and_the_rest_never_black() -> None:
     valid[8:18, 8:18] = False  # a big one: its centre stays uncovered
     colour[~valid], depth[~valid] = 0.0, 0.0
     c, d, v = fill_small_holes(colour, depth, valid, min_neighbours=5, iterations=3)
-    assert v[3, 3] and c[3, 3].tolist() == [90.0] * 3 and d[3, 3] == 2.0
+    assert c is not None and v[3, 3] and c[3, 3].tolist() == [90.0] * 3 and d[3, 3] == 2.0
     assert not v[12, 12] and v.sum() < 400
     filled = push_pull(c, v)
     assert np.allclose(filled, 90.0)

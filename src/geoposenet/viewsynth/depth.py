@@ -70,9 +70,9 @@ class PointSet:
 
 @dataclass
 class Splat:
-    """The z-buffer of one render: `colour` (H, W, 3) float32 mean colour of the samples kept,
-    `count` (H, W) int64 samples kept per pixel (0: no source), `depth` (H, W) float32 mean
-    camera z (metres) of the samples kept, 0 where none."""
+    """The z-buffer of one render: `colour` (H, W, 3) float32 weighted mean colour (0-255) of
+    the samples kept, `count` (H, W) int64 samples kept per pixel (0: no source), `depth`
+    (H, W) float32 weighted mean camera z (metres) of the samples kept, 0 where none."""
 
     colour: np.ndarray
     count: np.ndarray
@@ -155,26 +155,26 @@ def splat(
     round(f * footprint / z) pixels a side (1..max_splat), soft z-buffer (see the module): the
     samples kept at a pixel are averaged with `weight` (N,) > 0 (None: all 1)."""
     h, w = camera.height, camera.width
-    pts = points_cam.float()
-    z = pts[:, 2]
+    x, y, z = points_cam.float().unbind(1)
     front = z > NEAR_M
-    pts, z, foot = pts[front], z[front], footprint.float()[front]
-    colours = rgb.float()[front] if rgb is not None else None
-    weights = torch.ones(len(z)) if weight is None else weight.float()[front]
-    u = camera.fx * pts[:, 0] / z + camera.cx
-    v = camera.fy * pts[:, 1] / z + camera.cy
+    zc = torch.where(front, z, 1.0)  # no division by 0 behind the camera
+    u = camera.fx * x / zc + camera.cx
+    v = camera.fy * y / zc + camera.cy
     focal = 0.5 * (camera.fx + camera.fy)
-    size = torch.clamp(torch.round(focal * foot / z), 1, max_splat).to(torch.int64)
+    size = torch.clamp(torch.round(focal * footprint.float() / zc), 1, max_splat)
     j0 = torch.floor(u - size / 2 + 0.5)
     i0 = torch.floor(v - size / 2 + 0.5)
-    seen = (j0 + size > 0) & (j0 < w) & (i0 + size > 0) & (i0 < h)
-    ids = torch.nonzero(seen).squeeze(1)
-    j0, i0, size = j0[ids].to(torch.int64), i0[ids].to(torch.int64), size[ids]
+    seen = front & (j0 + size > 0) & (j0 < w) & (i0 + size > 0) & (i0 < h)
+    ids = torch.nonzero(seen).squeeze(1)  # indices into the inputs from here on
+    j0, i0 = j0[ids].to(torch.int64), i0[ids].to(torch.int64)
+    # Offset (0, 0): every point; the others: only the points whose splat reaches them.
+    big = torch.nonzero(size[ids] > 1).squeeze(1)
+    big_size = size[ids][big]
     pixel_parts, sample_parts = [], []
     for di in range(max_splat):
         for dj in range(max_splat):
             reach = max(di, dj)
-            sel = torch.nonzero(size > reach).squeeze(1) if reach else None
+            sel = big[torch.nonzero(big_size > reach).squeeze(1)] if reach else None
             jj = j0 + dj if sel is None else j0[sel] + dj
             ii = i0 + di if sel is None else i0[sel] + di
             inside = (jj >= 0) & (jj < w) & (ii >= 0) & (ii < h)
@@ -186,15 +186,15 @@ def splat(
     front_z = torch.full((h * w,), float("inf"))
     front_z.scatter_reduce_(0, pixel, zs, reduce="amin")
     near = front_z[pixel]
-    kept = zs <= near + tol_abs + tol_rel * near
+    kept = torch.nonzero(zs <= near + tol_abs + tol_rel * near).squeeze(1)
     pixel, sample, zs = pixel[kept], sample[kept], zs[kept]
-    ws = weights[sample]
+    ws = torch.ones(len(sample)) if weight is None else weight.float()[sample]
     count = torch.bincount(pixel, minlength=h * w)
     denom = torch.zeros(h * w).index_add_(0, pixel, ws)
     depth_sum = torch.zeros(h * w).index_add_(0, pixel, zs * ws)
     colour_sum = torch.zeros(h * w, 3)
-    if colours is not None:
-        colour_sum.index_add_(0, pixel, colours[sample] * ws[:, None])
+    if rgb is not None:
+        colour_sum.index_add_(0, pixel, rgb.float()[sample] * ws[:, None])
     denom = torch.where(count > 0, denom, 1.0)
     return Splat(
         (colour_sum / denom[:, None]).reshape(h, w, 3).numpy(),
@@ -206,8 +206,8 @@ def splat(
 def blend_weights(distance: np.ndarray, beyond: float) -> np.ndarray:
     """(K,) blending weights of source frames at `distance` (metres + degrees / 25) from the
     view, `beyond` the distance of the first frame not used: max(1 - d / beyond, 0.05) /
-    (d + BLEND_EPS), unstructured-lumigraph style (a frame at the view's pose dominates, the
-    farthest used one fades to 5 %, but still fills what only it sees)."""
+    (d + BLEND_EPS), unstructured-lumigraph style: a frame at the view's pose dominates; the
+    fading is floored at 5 % so a far frame still fills what only it sees."""
     d = np.asarray(distance, dtype=np.float64)
     if not np.isfinite(beyond):
         beyond = 2.0 * float(d.max()) + BLEND_EPS
@@ -229,20 +229,27 @@ def _neighbour_sums(a: np.ndarray) -> np.ndarray:
 
 
 def fill_small_holes(
-    colour: np.ndarray, depth: np.ndarray, valid: np.ndarray, min_neighbours: int, iterations: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    colour: np.ndarray | None,
+    depth: np.ndarray,
+    valid: np.ndarray,
+    min_neighbours: int,
+    iterations: int,
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """Fill empty pixels with >= min_neighbours of 8 valid neighbours by the neighbours' mean
-    colour (H, W, 3) and depth (H, W), `iterations` times; returns new (colour, depth, valid)."""
-    colour, depth, valid = colour.copy(), depth.copy(), valid.copy()
+    colour (H, W, 3) (None: depth only) and depth (H, W), `iterations` times; returns new
+    (colour, depth, valid)."""
+    colour = None if colour is None else colour.copy()
+    depth, valid = depth.copy(), valid.copy()
     for _ in range(iterations):
         weight = valid.astype(np.float32)
         n = _neighbour_sums(weight)
         holes = ~valid & (n >= min_neighbours)
         if not holes.any():
             break
-        c = _neighbour_sums(colour * weight[..., None])
+        if colour is not None:
+            c = _neighbour_sums(colour * weight[..., None])
+            colour[holes] = c[holes] / n[holes, None]
         d = _neighbour_sums(depth * weight)
-        colour[holes] = c[holes] / n[holes, None]
         depth[holes] = d[holes] / n[holes]
         valid = valid | holes
     return colour, depth, valid
@@ -400,6 +407,7 @@ class DepthRenderer:
         colour, depth, valid = fill_small_holes(
             s.colour, s.depth, s.count > 0, self.fill_min, self.fill_iterations
         )
+        assert colour is not None
         colour = push_pull(colour, valid)
         image = np.clip(np.rint(colour), 0, 255).astype(np.uint8)
         return Rendered(image, valid, np.where(valid, depth, 0.0).astype(np.float32))
@@ -410,7 +418,7 @@ class DepthRenderer:
         `image` is an empty (0, 0, 3) uint8 array (colours are not computed)."""
         s = self._splat(view, camera, colour=False)
         _, depth, valid = fill_small_holes(
-            s.colour, s.depth, s.count > 0, self.fill_min, self.fill_iterations
+            None, s.depth, s.count > 0, self.fill_min, self.fill_iterations
         )
         empty = np.zeros((0, 0, 3), dtype=np.uint8)
         return Rendered(empty, valid, np.where(valid, depth, 0.0).astype(np.float32))
