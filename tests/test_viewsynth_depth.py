@@ -26,6 +26,7 @@ from geoposenet.geometry import quaternion_to_matrix_np
 from geoposenet.images import decode_image
 from geoposenet.readers import load_scene
 from geoposenet.scene import Frame, Intrinsics, Scene
+from geoposenet.viewsynth.augment import has_depth
 from geoposenet.viewsynth.cameras import (
     KINECT_COLOUR,
     SEVENSCENES_DEPTH,
@@ -38,7 +39,6 @@ from geoposenet.viewsynth.depth import (
     DepthRenderer,
     fill_small_holes,
     frame_points,
-    has_depth,
     push_pull,
     splat,
     valid_depth_mask,
@@ -219,7 +219,7 @@ def test_real_stairs_at_a_training_pose(stairs: tuple[Scene, DepthRenderer]) -> 
 def test_no_depth_in_the_nearest_frames(stairs: tuple[Scene, DepthRenderer]) -> None:
     scene, renderer = stairs
     train = scene.split("train")
-    assert not has_depth(scene)  # seq-05 and seq-06 have no depth maps
+    assert not all(depth_path(f) for f in train)  # seq-05 and seq-06 have no depth maps
     index = [f.name for f in train].index("seq-05/frame-000001.color.jpg")
     with pytest.raises(DatasetError, match="has a depth map") as caught:
         renderer.render(view_of(train, index), KINECT_COLOUR)
@@ -233,5 +233,5 @@ def test_no_depth_in_the_nearest_frames(stairs: tuple[Scene, DepthRenderer]) -> 
 
 def test_has_depth(room: tuple[Scene, DepthRenderer]) -> None:
     scene, _ = room
-    assert has_depth(scene)
-    assert not has_depth(scene.with_frames([]))
+    assert has_depth(scene.split("train"))
+    assert not has_depth([])

@@ -11,6 +11,7 @@ write augment.json last. The test split is DATA's, untouched.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -67,8 +68,9 @@ class AugmentReport:
 
 
 def has_depth(frames: list[Frame]) -> bool:
-    """Whether most training frames have a 7-Scenes depth map."""
-    return sum(depth_path(f) is not None for f in frames) * 2 > len(frames)
+    """Whether at least half of `frames` have a 7-Scenes depth map (then `auto` chooses the
+    depth renderer, which renders views of the frames that have one)."""
+    return bool(frames) and sum(depth_path(f) is not None for f in frames) * 2 >= len(frames)
 
 
 def choose_renderer(name: str, scene: Scene, train: list[Frame]) -> str:
@@ -77,14 +79,15 @@ def choose_renderer(name: str, scene: Scene, train: list[Frame]) -> str:
         raise InputError(f"--renderer: expected one of {', '.join(RENDERERS)}, got {name!r}")
     is_room = room_marker(scene.root) is not None
     depth = scene.format == "7scenes" and has_depth(train)
+    some_depth = scene.format == "7scenes" and any(depth_path(f) for f in train)
     if name == "auto":
         return "exact" if is_room else "depth" if depth else "rotation"
     if name == "exact" and not is_room:
         raise InputError("--renderer exact renders only the built-in room (`geoposenet synth`)")
-    if name == "depth" and not depth:
+    if name == "depth" and not some_depth:
         raise InputError(
-            "--renderer depth needs 7-Scenes depth maps for most training frames; "
-            "use --renderer rotation"
+            "--renderer depth needs 7-Scenes depth maps (none of the training frames has "
+            "one); use --renderer rotation"
         )
     return name
 
@@ -142,8 +145,9 @@ def augment(
         raise InputError(
             f"augment writes {' and '.join(output.FORMATS)} datasets; {data} is {scene.format}"
         )
-    train = [f for f in scene.split("train")]
-    kind = choose_renderer(renderer, scene, train)
+    kind = choose_renderer(renderer, scene, scene.split("train"))
+    # the frames new views derive from: for depth fusion, those with a depth map
+    train = [f for f in scene.split("train") if kind != "depth" or depth_path(f) is not None]
     limits = limits or Limits()
     if kind == "rotation":
         limits = replace(limits, rotation_only=True)
@@ -156,13 +160,18 @@ def augment(
     existing = {f.sequence for f in scene.frames}
     names = output.sequence_names(scene.format, -(-views // output.SEQUENCE_LENGTH), existing)
     render_start = time.perf_counter()
-    written, rejected = _render_all(
-        out, scene, train, cameras, render, kind, candidates, views, names, min_coverage, progress
-    )
-    render_seconds = time.perf_counter() - render_start
-    output.finish(out, scene.format, written)
+    try:
+        written, rejected = _render_all(
+            out, scene, train, cameras, render, kind, candidates, views, names, min_coverage,
+            progress,
+        )  # fmt: skip
+        render_seconds = time.perf_counter() - render_start
+        output.finish(out, scene.format, written)
+        _check(out, len(scene.split("train")) + len(written))
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)  # nothing half-written is left behind
+        raise
     sequences = sorted({f.sequence for f in written})
-    _check(out, len(scene.split("train")) + len(written))
     earlier = synthetic_sequences(data, Problems(strict=True))
     report = AugmentReport(
         out,
@@ -170,7 +179,7 @@ def augment(
         scene.format,
         kind,
         len(written),
-        len(train),
+        len(scene.split("train")),
         sequences,
         rejected,
         float(np.median([f.coverage for f in written])),
