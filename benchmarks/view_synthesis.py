@@ -17,6 +17,11 @@ and rendering wall time. Writes OUT/results.json and OUT/results.md.
     python benchmarks/view_synthesis.py --out bench-vs                  # everything: ~26 runs
     python benchmarks/view_synthesis.py --out bench-vs --budgets steps --seeds 0,1
     python benchmarks/view_synthesis.py --out /tmp/smoke --smoke       # tiny room, ~1 min
+    python benchmarks/view_synthesis.py --out bench-vs --speed   # rendering speed only (~1 min)
+
+`--speed` times each renderer's `render` alone (no file writing) on 200 views of the room
+sampled as `augment` samples them, at the demo's 320x240, after 10 warm-up views: views/s
+(torch on 1 thread, as augment renders).
 """
 
 from __future__ import annotations
@@ -96,6 +101,39 @@ def plan_runs(
     return runs
 
 
+def render_speed(scene_dir: Path, count: int = 200) -> str:
+    """A table of render-only views/s per renderer on `count` sampled views of `scene_dir`."""
+    import torch
+
+    from geoposenet.viewsynth.augment import _candidates, build_renderer
+    from geoposenet.viewsynth.cameras import SceneCameras
+    from geoposenet.viewsynth.limits import Limits
+
+    torch.set_num_threads(1)
+    scene = load_scene(scene_dir)
+    train = scene.split("train")
+    cameras = SceneCameras(scene)
+    lines = [
+        f"Render-only speed, {count} views at 320x240, torch on 1 thread; {describe()}.",
+        "",
+        "| renderer | views/s | median coverage |",
+        "|---|---|---|",
+    ]
+    for kind in ("exact", "depth", "rotation"):
+        limits = Limits(rotation_only=kind == "rotation")
+        views = _candidates(scene, train, limits, count + 10, seed=0)[: count + 10]
+        renderer = build_renderer(kind, scene, train, cameras)
+        for view in views[:10]:
+            renderer.render(view, cameras.colour(train[view.source]))
+        started = time.perf_counter()
+        coverage = [
+            renderer.render(v, cameras.colour(train[v.source])).coverage for v in views[10:]
+        ]
+        rate = count / (time.perf_counter() - started)
+        lines.append(f"| {kind} | {rate:.1f} | {np.median(coverage):.3f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True)
@@ -104,12 +142,18 @@ def main() -> None:
     parser.add_argument("--budgets", default="steps,epochs")
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--smoke", action="store_true", help="tiny room, tiny model, 1 seed")
+    parser.add_argument("--speed", action="store_true", help="only time the renderers")
     args = parser.parse_args()
     preset = "tiny" if args.smoke else "room"
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     scene_dir = cache_root() / "scenes" / f"{preset}-seed0-7scenes"
     synthesize(scene_dir, preset=preset, format="7scenes", seed=0)
+    if args.speed:
+        text = render_speed(scene_dir)
+        atomic_write_text(out / "speed.md", text)
+        print(text)
+        return
     n_train = len(load_scene(scene_dir, "train").frames)
     epochs = PLANS[preset].epochs
     batch = PLANS[preset].batch_size
@@ -123,6 +167,7 @@ def main() -> None:
     log: list[str] = results.setdefault("commands", [])
     results["machine"] = describe()
     results["oracle_original"] = oracle(scene_dir, scene_dir)
+    results["original_frames"] = n_train
     for renderer, n, budget, seed in plan_runs(renderers, views, args.budgets.split(","), seeds):
         data = scene_dir
         if renderer != "original":
@@ -185,7 +230,7 @@ def table(results: dict[str, Any]) -> str:
         pos = [r["median_position_m"] for r in runs]
         rot = [r["median_rotation_deg"] for r in runs]
         each = ", ".join(f"{p:.3f} / {q:.2f}" for p, q in zip(pos, rot, strict=True))
-        what = "original 1000 frames" if not n else f"+ {n} {renderer}"
+        what = f"original {results['original_frames']} frames" if not n else f"+ {n} {renderer}"
         lines.append(
             f"| {what} | {budget} | {runs[0]['steps']} | {', '.join(str(r['seed']) for r in runs)}"
             f" | {np.mean(pos):.3f} | {np.mean(rot):.2f}"
@@ -196,7 +241,8 @@ def table(results: dict[str, Any]) -> str:
             f" | {np.mean([r['train_seconds'] for r in runs]) / 60:.1f}"
             f" | {data['render_views_per_s'] if data else '-'} |"
         )
-    lines += ["", "Commands:", "", "```", *results["commands"], "```", ""]
+    commands = list(dict.fromkeys(results["commands"]))  # a rerun logs its commands again
+    lines += ["", "Commands:", "", "```", *commands, "```", ""]
     return "\n".join(lines)
 
 
