@@ -149,16 +149,21 @@ def test_augment_the_room_in_7scenes_format(
     assert not any(f.synthetic and f.split == "val" for f in held.frames)
 
 
+@pytest.mark.parametrize("renderer", ["auto", "rotation"])
 def test_augment_the_room_in_cambridge_format_extends_the_nvm(
-    tiny_scene_dir: Path, tmp_path: Path
+    renderer: str, tiny_scene_dir: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "aug"
-    assert augment_cli(tiny_scene_dir, out, "--views", "10", "--seed", "3") == 0
+    assert (
+        augment_cli(tiny_scene_dir, out, "--views", "10", "--seed", "3", "--renderer", renderer)
+        == 0
+    )
     assert check_dataset(out).ok, check_dataset(out).describe()
     scene = load_scene(out)
     synthetic = [f for f in scene.frames if f.synthetic]
     assert len(synthetic) == 10 and synthetic[0].name == "synthetic-1/frame00001.png"
-    assert json.loads((out / "augment.json").read_text())["renderer"] == "exact"
+    expected = "exact" if renderer == "auto" else renderer
+    assert json.loads((out / "augment.json").read_text())["renderer"] == expected
     assert np.median([f.point_ids.size for f in synthetic]) > 10  # visible points in the NVM
     original = load_scene(tiny_scene_dir)
     assert len(scene.points) == len(original.points)

@@ -72,7 +72,10 @@ def room(tmp_path_factory: pytest.TempPathFactory) -> tuple[Scene, DepthRenderer
     root = tmp_path_factory.mktemp("room7") / "scene"
     synthesize(root, preset="tiny", format="7scenes", seed=0)
     scene = load_scene(root, points_per_frame=0, cache=False)
-    return scene, DepthRenderer(scene.split("train"), SceneCameras(scene), neighbours=6)
+    # the tiny room's frames are ~0.6 m and ~20 deg apart: every neighbour, however far
+    return scene, DepthRenderer(
+        scene.split("train"), SceneCameras(scene), neighbours=6, reach=np.inf
+    )
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +189,7 @@ def test_small_holes_filled_and_the_rest_never_black() -> None:
 def test_point_sets_are_cached(room: tuple[Scene, DepthRenderer]) -> None:
     scene, _ = room
     train = scene.split("train")
-    renderer = DepthRenderer(train, SceneCameras(scene), neighbours=3, cache_frames=3)
+    renderer = DepthRenderer(train, SceneCameras(scene), neighbours=3, cache_frames=3, reach=np.inf)
     view = view_of(train, 10)
     sources = renderer.sources(view)
     other = next(i for i in range(len(train)) if i not in sources)
@@ -226,7 +229,7 @@ def test_no_depth_in_the_nearest_frames(stairs: tuple[Scene, DepthRenderer]) -> 
     assert "seq-05/frame-000001.color.jpg" in str(caught.value)
     assert caught.value.path == train[index].image
     # With more neighbours, frames of the sequences that have depth take part: it renders.
-    wider = DepthRenderer(train, SceneCameras(scene), neighbours=len(train))
+    wider = DepthRenderer(train, SceneCameras(scene), neighbours=len(train), reach=np.inf)
     out = wider.render(view_of(train, index), Intrinsics(160, 120, 131.25, 131.25, 80.0, 60.0))
     assert out.image.shape == (120, 160, 3) and out.coverage > 0
 
@@ -235,3 +238,16 @@ def test_has_depth(room: tuple[Scene, DepthRenderer]) -> None:
     scene, _ = room
     assert has_depth(scene.split("train"))
     assert not has_depth([])
+
+
+def test_far_sources_are_left_out(stairs: tuple[Scene, DepthRenderer]) -> None:
+    """A seq-03 frame of the real stairs: its own sequence's frames render it; seq-02 frames ~5
+    pose units away (their own pose and depth errors) would cover them (measured: 28.9 dB with
+    its sequence's three frames, 19.9 dB with six, seq-02's among them)."""
+    scene, renderer = stairs
+    train = scene.split("train")
+    index = [f.name for f in train].index("seq-03/frame-000001.color.jpg")
+    sources = renderer.sources(view_of(train, index))
+    assert {train[i].sequence for i in sources} == {"seq-03"}
+    out = renderer.render(view_of(train, index), KINECT_COLOUR)
+    assert psnr(out.image, rgb_of(train[index]), out.valid) >= 28.0

@@ -296,7 +296,7 @@ class DepthRenderer:
         fill_min: int = 5,
         fill_iterations: int = 3,
         cache_frames: int = 32,
-        reach: float = 1.0,
+        reach: float = 2.0,
     ) -> None:
         if not frames:
             raise InputError("the depth renderer needs at least one training frame")
