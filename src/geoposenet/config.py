@@ -171,7 +171,10 @@ class TrainConfig:
     )  # fmt: skip
     threads: int = setting(0, "torch threads, 0: torch's default", "option", check=at_least(0))
     device: str = setting("auto", "auto | cpu | cuda[:N] | mps", "option", check=device_problem)
-    amp: str = setting("none", "mixed precision (CUDA only)", "option", choices=AMP_MODES)
+    amp: str = setting(
+        "none", "mixed precision of the backbone: bf16 on CUDA or a CPU with bf16 instructions "
+        "(avx512_bf16, amx_bf16), fp16 on CUDA", "option", choices=AMP_MODES,
+    )  # fmt: skip
     progress: bool = setting(True, "progress bar during an epoch", "option")
 
     def model_config(self) -> ModelConfig:

@@ -1,6 +1,7 @@
 """PoseDataset over a Scene, and batch colour augmentation.
 
-An item is a dict (the default collate stacks it into a batch):
+An item is a dict (`PoseDataset.batch` gives many at once, stacked: bit for bit the default
+collation of the items, in one gather):
 - "image": (3, crop_h, crop_w) uint8 RGB; the model normalises on its device (IMAGENET_MEAN/STD);
 - "position": (3,) float32 camera centre in the centred frame (centre - offset), metres;
 - "quaternion": (4,) float32 world -> camera rotation, wxyz, canonical (w >= 0);
