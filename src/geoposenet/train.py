@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -237,6 +237,11 @@ class Trainer:
             print(summary_line(record, config.epochs, unit), flush=True)
         self.save(self.run / "last.pt")
 
+    def close(self) -> None:
+        """Stop the TensorBoard writer's thread (rank 0)."""
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+
     def fit(self) -> Path:
         with StopSignals() as stop:
             while self.progress.epoch < self.config.epochs:
@@ -262,19 +267,26 @@ def fit(config: TrainConfig, resume: bool = False, progress: bool | None = None)
         config = TrainConfig.from_dict({**config.to_dict(), "progress": progress})
     config.validate()
     set_threads(config.threads)
+    with algorithms(config), launch(config.device) as world:
+        check_amp(config.amp, world.device.type)
+        trainer = Trainer(config, resume, world)
+        try:
+            return trainer.fit()
+        finally:  # also when stopped or diverged: no TensorBoard thread is left running
+            trainer.close()
+
+
+@contextmanager
+def algorithms(config: TrainConfig) -> Iterator[None]:
+    """torch's global algorithm switches for a run, restored afterwards: deterministic
+    algorithms as --deterministic says, and cuDNN's benchmark mode (it times its kernels and
+    keeps the fastest) only when not deterministic."""
     deterministic = torch.are_deterministic_algorithms_enabled()
     benchmark = torch.backends.cudnn.benchmark
     torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
-    torch.backends.cudnn.benchmark = not config.deterministic  # cuDNN picks its fastest kernels
+    torch.backends.cudnn.benchmark = not config.deterministic
     try:
-        with launch(config.device) as world:
-            check_amp(config.amp, world.device.type)
-            trainer = Trainer(config, resume, world)
-            try:
-                return trainer.fit()
-            finally:  # also when stopped or diverged: no TensorBoard thread is left running
-                if trainer.tensorboard is not None:
-                    trainer.tensorboard.close()
+        yield
     finally:
         torch.use_deterministic_algorithms(deterministic)
         torch.backends.cudnn.benchmark = benchmark
