@@ -154,7 +154,7 @@ class PoseDataset(Dataset[Item]):
         generator seeded by (seed, epoch, index), made only for items that draw; the crops,
         the gathers from the image cache and the points, and the stacking are whole-batch
         numpy operations."""
-        index = np.asarray(indices, dtype=np.int64).reshape(-1)
+        index = np.array(indices, dtype=np.int64).reshape(-1)  # a copy: "index" owns it
         if ((index < 0) | (index >= len(self.paths))).any():
             raise IndexError(f"indices {index.tolist()} out of range for {len(self.paths)} frames")
         slots = self.points_per_frame
