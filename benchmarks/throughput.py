@@ -1,102 +1,133 @@
-"""Training throughput: the model alone against the full training loop, per preset.
+"""Training throughput: the model alone against the full training loop, per configuration.
 
-(a) model only: forward + backward + Adam step on random uint8 images already in memory (same
-    batch, input size, channels_last, learned-weighting loss);
-(b) the training loop: `geoposenet.train.fit` for one epoch on the synthetic `room` scene through
-    PoseDataset, the image cache and the DataLoader; images/s as the trainer logs it (training
-    steps only, evaluation excluded).
-Prints a markdown table with the ratio b / a and the peak RSS of the process.
+(a) model only: the training step (forward, loss, backward, Adam; geoposenet.speed.ModelOnly) on
+    one random uint8 batch already in memory, `--steps` steps after 2 warm-up steps;
+(b) the training loop: the trainer's own epochs (geoposenet.speed.Loop) on the synthetic `room`
+    scene (750 training frames: the default validation split holds out one walk), through
+    PoseDataset.batch, the memory-mapped image cache and the loader, whole epochs making at
+    least `--steps` steps, after one warm-up epoch; one column per loop variant (`--loops`:
+    prefetch = the next batch prepared in a background thread, serial = no thread, workersN =
+    N DataLoader processes).
+(a) and every variant of (b) alternate, `--reps` times; the table gives min / median / max of
+each and the ratio of the medians (loop / model), per configuration and --amp mode, with the
+machine (CPU model, cores, torch version) and the peak RSS of the process.
 
-    python benchmarks/throughput.py [--configs cpu,mobilenet,paper] [--threads 2]
+    python benchmarks/throughput.py [--configs lite0-demo,mobilenet,cpu,paper] [--steps 30]
+        [--reps 3] [--amp none,bf16] [--loops prefetch,serial] [--threads 2]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import re
 import resource
 import tempfile
-import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from geoposenet.cache import cache_root
-from geoposenet.config import resolve_config
-from geoposenet.losses import LearnedWeightingLoss
+from geoposenet.config import TrainConfig, resolve_config
 from geoposenet.machine import describe
-from geoposenet.models import PoseNet
+from geoposenet.speed import ModelOnly, loops, spread
 from geoposenet.synthetic import synthesize
-from geoposenet.train import fit
 
-CONFIGS = {
-    "cpu": {"preset": "cpu"},
-    "mobilenet": {"preset": "cpu", "backbone": "mobilenet_v3_small"},
+CONFIGS: dict[str, dict[str, Any]] = {
     "lite0-demo": {
         "preset": "cpu", "backbone": "efficientnet_lite0", "resize": 96, "crop": (96, 128),
     },
+    "mobilenet": {"preset": "cpu", "backbone": "mobilenet_v3_small"},
+    "cpu": {"preset": "cpu"},
     "paper": {"preset": "paper"},
 }  # fmt: skip
+DESCRIPTIONS = {
+    "lite0-demo": "demo: EfficientNet-Lite0, 96x128, batch 32",
+    "mobilenet": "MobileNetV3-small, 112x112, batch 32",
+    "cpu": "cpu preset: GoogLeNet, 112x112, batch 32",
+    "paper": "paper preset: GoogLeNet, 224x224, batch 64",
+}
 
 
-def model_only(config_name: str, steps: int) -> float:
-    """Images/s of bare training steps on in-memory random images."""
-    values = dict(CONFIGS[config_name])
-    config = resolve_config(values.pop("preset"), pretrained="none", **values)
-    model = PoseNet(config.model_config()).train()
-    loss = LearnedWeightingLoss()
-    optimizer = torch.optim.Adam([*model.parameters(), *loss.parameters()], lr=1e-4)
-    b = config.batch_size
-    images = torch.randint(0, 256, (b, 3, *config.crop), dtype=torch.uint8)
-    batch = {
-        "position": torch.randn(b, 3),
-        "quaternion": torch.nn.functional.normalize(torch.randn(b, 4), dim=-1),
-    }
-    for i in range(steps + 2):
-        if i == 2:  # two warm-up steps
-            start = time.perf_counter()
-        prediction = model(images)
-        value, _ = loss(prediction.position, prediction.quaternion, batch)
-        optimizer.zero_grad(set_to_none=True)
-        value.backward()
-        optimizer.step()
-    return steps * b / (time.perf_counter() - start)
+def loop_options(variant: str) -> dict[str, Any]:
+    """The settings of a loop variant: prefetch, serial or workersN."""
+    if variant == "prefetch":
+        return {"workers": 0, "prefetch": True}
+    if variant == "serial":
+        return {"workers": 0, "prefetch": False}
+    if found := re.fullmatch(r"workers(\d+)", variant):
+        return {"workers": int(found.group(1))}
+    raise SystemExit(f"--loops: unknown variant {variant!r} (prefetch, serial, workersN)")
 
 
-def training_loop(config_name: str, scene: Path, out: Path) -> float:
-    """Images/s of one epoch of `fit` on `scene` (as logged by the trainer)."""
-    values = dict(CONFIGS[config_name])
-    config = resolve_config(
-        values.pop("preset"), data=str(scene), out=str(out), pretrained="none", epochs=2,
-        eval_every=100, **values,
+def config_for(name: str, amp: str, scene: Path, out: Path, **options: Any) -> TrainConfig:
+    """The benchmark's TrainConfig of configuration `name` (random initial weights, no
+    evaluation, a constant learning rate over as many epochs as the measurement needs)."""
+    values = dict(CONFIGS[name])
+    return resolve_config(
+        values.pop("preset"), data=str(scene), out=str(out), pretrained="none", epochs=10_000,
+        eval_every=10_000, amp=amp, device="cpu", progress=False, **values, **options,
     )  # fmt: skip
-    run = fit(config, progress=False)
-    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
-    return float(records[-1]["images_per_s"])  # the second epoch: caches warm
+
+
+def fmt(values: list[float]) -> str:
+    low, median, high = spread(values)
+    return f"{low:.1f} / {median:.1f} / {high:.1f}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--configs", default="cpu,mobilenet,lite0-demo")
+    parser.add_argument("--configs", default="lite0-demo,mobilenet,cpu,paper")
+    parser.add_argument("--steps", type=int, default=30, help="timed steps of each measurement")
+    parser.add_argument("--reps", type=int, default=3, help="repetitions (alternating)")
+    parser.add_argument("--amp", default="none", help="comma-separated: none, bf16")
+    parser.add_argument("--loops", default="prefetch,serial", help="prefetch, serial, workersN")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    names, amps, variants = (args.configs.split(","), args.amp.split(","), args.loops.split(","))
+    for name in names:
+        if name not in CONFIGS:
+            raise SystemExit(f"--configs: unknown {name!r} ({', '.join(CONFIGS)})")
+    options = {variant: loop_options(variant) for variant in variants}
     scene = cache_root() / "scenes" / "room-seed0-cambridge"
     synthesize(scene, preset="room", format="cambridge", seed=0)
+    print(f"{describe()}; {args.threads} threads", flush=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name in args.configs.split(","):
-            a = model_only(name, args.steps)
-            b = training_loop(name, scene, Path(tmp) / name)
-            rows.append((name, a, b))
-            print(f"{name}: model {a:.1f} img/s, loop {b:.1f} img/s", flush=True)
+        for name in names:
+            for amp in amps:
+                folder = Path(tmp) / f"{name}-{amp}"
+                model = ModelOnly(config_for(name, amp, scene, folder / "model"))
+                configs = {
+                    v: config_for(name, amp, scene, folder / v, **options[v]) for v in variants
+                }
+                results: dict[str, list[float]] = {"model": [], **{v: [] for v in variants}}
+                with loops(configs) as trainers:
+                    for trainer in trainers.values():
+                        trainer.measure(1)  # warm-up: one epoch
+                    for rep in range(args.reps):
+                        results["model"].append(model.measure(args.steps).images_per_s)
+                        for variant, trainer in trainers.items():
+                            results[variant].append(trainer.measure(args.steps).images_per_s)
+                        shown = ", ".join(f"{k} {v[-1]:.1f}" for k, v in results.items())
+                        print(f"{name} amp {amp} rep {rep + 1}: {shown} img/s", flush=True)
+                rows.append((name, amp, results))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"\n{describe()}; {args.threads} threads; peak RSS of this process {peak_mb:.0f} MB\n")
-    print("| config | model only (img/s) | training loop (img/s) | ratio |")
-    print("|---|---|---|---|")
-    for name, a, b in rows:
-        print(f"| {name} | {a:.1f} | {b:.1f} | {b / a:.2f} |")
+    print(f"\n{describe()}; {args.threads} threads; peak RSS of this process {peak_mb:.0f} MB")
+    print(f"img/s, min / median / max of {args.reps} alternating repetitions of >= {args.steps} "
+          "steps each\n")  # fmt: skip
+    loop_columns = [f"loop, {v} (img/s)" for v in variants]
+    ratio_columns = [f"{v} / model" for v in variants]
+    header = ["config", "amp", "model only (img/s)", *loop_columns, *ratio_columns]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for name, amp, results in rows:
+        model_median = spread(results["model"])[1]
+        ratios = [f"{spread(results[v])[1] / model_median:.2f}" for v in variants]
+        cells = [DESCRIPTIONS[name], amp, fmt(results["model"])]
+        cells += [fmt(results[v]) for v in variants] + ratios
+        print("| " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -409,7 +409,7 @@ FLAGS = [
     (["train", "{data}", "--out", "{out}", "--crop", "48x640"], "crop 48x640"),
     (["train", "{data}", "--out", "{out}", "--loss", "reprojection", "--points-per-frame", "-1"],
      "--points-per-frame"),
-    (["train", "{data}", "--out", "{out}", "--amp", "bf16", "--device", "cpu"], "--amp bf16"),
+    (["train", "{data}", "--out", "{out}", "--amp", "fp16", "--device", "cpu"], "--amp fp16"),
     (["train", "{data}", "--out", "{out}", "--device", "tpu"], "--device"),
     (["train", "{data}", "--out", "{out}", "--config", "{tmp}/missing.toml"], "missing.toml"),
     (["train", "--resume", "{tmp}"], "--resume {tmp}: not a training run"),

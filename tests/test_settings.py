@@ -184,12 +184,17 @@ def test_device_refusals(name: str, cuda: bool, mps: bool, rank: int | None, mes
         pick_device(name, cuda, mps, rank)
 
 
-def test_amp_only_on_cuda() -> None:
+def test_amp_where_the_device_has_it() -> None:
+    """fp16 on CUDA only; bf16 on CUDA and on CPUs with bf16 instructions (tests/test_amp.py)."""
     check_amp("none", "cpu")
     check_amp("bf16", "cuda")
     check_amp("fp16", "cuda")
-    for amp, device in (("bf16", "cpu"), ("fp16", "mps")):
-        with pytest.raises(InputError, match=f"--amp {amp}: mixed precision needs a CUDA device"):
+    for amp, device, message in (
+        ("fp16", "cpu", "--amp fp16: float16 mixed precision needs a CUDA device"),
+        ("fp16", "mps", "--amp fp16: float16 mixed precision needs a CUDA device"),
+        ("bf16", "mps", "--amp bf16: mixed precision runs on CUDA or a CPU with bf16"),
+    ):
+        with pytest.raises(InputError, match=message):
             check_amp(amp, device)
 
 

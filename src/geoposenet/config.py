@@ -161,10 +161,20 @@ class TrainConfig:
                           check=at_least(1))  # fmt: skip
     eval_every: int = setting(1, "evaluate validation and test every N epochs", "option",
                               check=at_least(1))  # fmt: skip
-    workers: int = setting(0, "data-loading processes", "option", check=at_least(0))
+    workers: int = setting(
+        0, "data-loading processes (0: this process builds the batches)", "option",
+        check=at_least(0),
+    )  # fmt: skip
+    prefetch: bool = setting(
+        True, "with --workers 0, prepare the next batch in a background thread while the current "
+        "one trains (worker processes always work ahead)", "option",
+    )  # fmt: skip
     threads: int = setting(0, "torch threads, 0: torch's default", "option", check=at_least(0))
     device: str = setting("auto", "auto | cpu | cuda[:N] | mps", "option", check=device_problem)
-    amp: str = setting("none", "mixed precision (CUDA only)", "option", choices=AMP_MODES)
+    amp: str = setting(
+        "none", "mixed precision of the backbone: bf16 on CUDA or a CPU with bf16 instructions "
+        "(avx512_bf16, amx_bf16), fp16 on CUDA", "option", choices=AMP_MODES,
+    )  # fmt: skip
     progress: bool = setting(True, "progress bar during an epoch", "option")
 
     def model_config(self) -> ModelConfig:

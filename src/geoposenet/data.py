@@ -1,6 +1,7 @@
 """PoseDataset over a Scene, and batch colour augmentation.
 
-An item is a dict (the default collate stacks it into a batch):
+An item is a dict (`PoseDataset.batch` gives many at once, stacked: bit for bit the default
+collation of the items, in one gather):
 - "image": (3, crop_h, crop_w) uint8 RGB; the model normalises on its device (IMAGENET_MEAN/STD);
 - "position": (3,) float32 camera centre in the centred frame (centre - offset), metres;
 - "quaternion": (4,) float32 world -> camera rotation, wxyz, canonical (w >= 0);
@@ -14,6 +15,7 @@ so an epoch reproduces exactly whatever the worker count, order or resume point.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any, get_args
 
 import numpy as np
@@ -100,7 +102,7 @@ class PoseDataset(Dataset[Item]):
         self.positions = np.stack([f.centre - offset for f in frames]).astype(np.float32)
         self.quaternions = np.stack([f.quaternion for f in frames]).astype(np.float32)
         self.points = (scene.points - offset).astype(np.float32)
-        self.point_ids = [frame.point_ids for frame in frames]
+        self.point_ids = [np.asarray(f.point_ids, dtype=np.int64) for f in frames]
         # shared memory, so persistent DataLoader workers see set_epoch() of the main process
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         check_images_exist(self.paths)
@@ -140,34 +142,88 @@ class PoseDataset(Dataset[Item]):
         index = int(index)
         if not 0 <= index < len(self.paths):
             raise IndexError(f"index {index} out of range for {len(self.paths)} frames")
-        rng = np.random.default_rng((self.seed, self.epoch, index))
-        image = self.image(index)
-        _, height, width = image.shape
-        self._check_fits(self.paths[index], height, width)
-        top, left = crop_origin(height, width, self.crop, rng if self.train else None)
-        ch, cw = self.crop
-        crop = np.array(image[:, top : top + ch, left : left + cw])  # contiguous, writable copy
-        points, mask = self._sample_points(index, rng)
+        batch = self.batch([index])
+        return {key: value[0] for key, value in batch.items() if key != "index"} | {"index": index}
+
+    def batch(self, indices: Sequence[int]) -> dict[str, Tensor]:
+        """The items `indices` as one batch, bit for bit the default collation of
+        [self[i] for i in indices]: "image" (B, 3, crop_h, crop_w) uint8, "position" (B, 3),
+        "quaternion" (B, 4), "points" (B, P, 3), "points_mask" (B, P), "index" (B,) int64.
+
+        Each item's random draws (crop origin, then point subset) still come from its own
+        generator seeded by (seed, epoch, index), made only for items that draw; the crops,
+        the gathers from the image cache and the points, and the stacking are whole-batch
+        numpy operations."""
+        index = np.array(indices, dtype=np.int64).reshape(-1)  # a copy: "index" owns it
+        if ((index < 0) | (index >= len(self.paths))).any():
+            raise IndexError(f"indices {index.tolist()} out of range for {len(self.paths)} frames")
+        slots = self.points_per_frame
+        draws = [self.train or len(self.point_ids[i]) > slots for i in index]
+        epoch = self.epoch
+        rngs = [
+            np.random.default_rng((self.seed, epoch, int(i))) if draw else None
+            for i, draw in zip(index, draws, strict=True)
+        ]
+        images = self._crops(index, rngs)
+        points, mask = self._points(index, rngs)
         return {
-            "image": torch.from_numpy(crop),
+            "image": torch.from_numpy(images),
             "position": torch.from_numpy(self.positions[index]),
             "quaternion": torch.from_numpy(self.quaternions[index]),
             "points": torch.from_numpy(points),
             "points_mask": torch.from_numpy(mask),
-            "index": index,
+            "index": torch.from_numpy(index),
         }
 
-    def _sample_points(self, index: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """(P, 3) float32 centred points and (P,) bool mask: all of the frame's points when it
-        sees at most P, else P of them drawn without replacement."""
-        ids = self.point_ids[index]
+    def _crops(self, index: np.ndarray, rngs: list[np.random.Generator | None]) -> np.ndarray:
+        """(B, 3, crop_h, crop_w) uint8 crops of the images `index` (random origins from
+        `rngs` when training, else centred): one gather from the stacked image cache when all
+        images share a shape, else one copy per image."""
+        ch, cw = self.crop
+        stacked = self.images.stacked() if self.images is not None else None
+        if stacked is not None:
+            sources: list[np.ndarray] = []
+            shapes = np.broadcast_to(np.array(stacked.shape[2:]), (len(index), 2))
+        else:
+            sources = [self.image(int(i)) for i in index]
+            for i, image in zip(index, sources, strict=True):
+                self._check_fits(self.paths[i], image.shape[1], image.shape[2])
+            shapes = np.array([image.shape[1:] for image in sources], dtype=np.int64)
+            shapes = shapes.reshape(len(index), 2)
+        origins = (shapes - (ch, cw)) // 2  # centre crops
+        if self.train:
+            for k, ((height, width), rng) in enumerate(zip(shapes, rngs, strict=True)):
+                origins[k] = crop_origin(int(height), int(width), self.crop, rng)
+        top, left = origins[:, 0], origins[:, 1]
+        if stacked is not None:  # (N, 3, H - ch + 1, W - cw + 1, ch, cw) windows, no copy
+            windows = np.lib.stride_tricks.sliding_window_view(stacked, (ch, cw), axis=(2, 3))
+            return np.ascontiguousarray(windows[index, :, top, left])
+        out = np.empty((len(index), 3, ch, cw), dtype=np.uint8)
+        for k, image in enumerate(sources):
+            out[k] = image[:, top[k] : top[k] + ch, left[k] : left[k] + cw]
+        return out
+
+    def _points(
+        self, index: np.ndarray, rngs: list[np.random.Generator | None]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(B, P, 3) float32 centred points and (B, P) bool mask: all of a frame's points when
+        it sees at most P, else P of them drawn without replacement by its generator."""
         slots = self.points_per_frame
-        if len(ids) > slots:
-            ids = ids[rng.choice(len(ids), slots, replace=False)]
-        points = np.zeros((slots, 3), dtype=np.float32)
-        mask = np.zeros(slots, dtype=bool)
-        points[: len(ids)] = self.points[ids]
-        mask[: len(ids)] = True
+        chosen = []
+        for i, rng in zip(index, rngs, strict=True):
+            ids = self.point_ids[i]
+            if len(ids) > slots:
+                assert rng is not None
+                ids = ids[rng.choice(len(ids), slots, replace=False)]
+            chosen.append(ids)
+        counts = np.array([len(ids) for ids in chosen], dtype=np.int64)
+        rows = np.repeat(np.arange(len(index)), counts)
+        columns = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        points = np.zeros((len(index), slots, 3), dtype=np.float32)
+        mask = np.zeros((len(index), slots), dtype=bool)
+        if len(rows):
+            points[rows, columns] = self.points[np.concatenate(chosen)]
+            mask[rows, columns] = True
         return points, mask
 
 

@@ -1,9 +1,11 @@
 """`--device`, `--threads` and `--amp`: which device a command computes on, and its precision.
 
-`auto` means cuda when a GPU is visible, else mps (Apple), else cpu. Mixed precision (`--amp bf16`
-or `fp16`) runs the forward pass under torch.autocast, with a gradient scaler for fp16; it is a
-CUDA feature here and refused elsewhere, so on CPU nothing changes. Parsing the names is
-torch-free (the command line validates flags before importing torch).
+`auto` means cuda when a GPU is visible, else mps (Apple), else cpu. Mixed precision runs the
+backbone's forward pass under torch.autocast (the pose head and the loss stay float32,
+`full_precision`): `--amp bf16` on CUDA or on a CPU with bf16 instructions (oneDNN's AVX-512 BF16
+or AMX kernels; refused on a CPU without them, where bf16 would be emulated and slower), `--amp
+fp16` on CUDA only, with a gradient scaler. Parsing the names is torch-free (the command line
+validates flags before importing torch).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING
 
 from geoposenet.errors import InputError
+from geoposenet.machine import cpu_has_bf16, cpu_model
 
 if TYPE_CHECKING:
     import torch
@@ -64,13 +67,27 @@ def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
 
 
 def check_amp(amp: str, device_type: str) -> None:
-    """InputError unless `--amp` fits the device: none anywhere, bf16/fp16 on CUDA only."""
+    """InputError unless `--amp` fits the device: none anywhere, bf16 on CUDA or a CPU with
+    bf16 instructions (`machine.cpu_has_bf16`), fp16 on CUDA only."""
     if amp not in ("none", "bf16", "fp16"):
         raise InputError(f"--amp must be one of none, bf16, fp16, got {amp!r}")
-    if amp != "none" and device_type != "cuda":
+    if amp == "none" or device_type == "cuda":
+        return
+    if amp == "fp16":
         raise InputError(
-            f"--amp {amp}: mixed precision needs a CUDA device; this run is on {device_type} "
-            "(use --amp none)"
+            f"--amp fp16: float16 mixed precision needs a CUDA device; this run is on "
+            f"{device_type} (use --amp none, or --amp bf16 on a CPU with bf16 instructions)"
+        )
+    if device_type != "cpu":
+        raise InputError(
+            f"--amp bf16: mixed precision runs on CUDA or a CPU with bf16 instructions; this "
+            f"run is on {device_type} (use --amp none)"
+        )
+    if not cpu_has_bf16():
+        raise InputError(
+            f"--amp bf16: this CPU ({cpu_model()}) has no bf16 instructions (avx512_bf16, "
+            "amx_bf16 or Arm bf16), so bf16 would be emulated and slower than float32; use "
+            "--amp none (or a CUDA device)"
         )
 
 
@@ -82,6 +99,16 @@ def autocast(amp: str, device: torch.device) -> AbstractContextManager[object]:
         return nullcontext()
     dtype = torch.bfloat16 if amp == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def full_precision(device_type: str) -> AbstractContextManager[object]:
+    """Inside an autocast region, float32 again (autocast off) for the block; elsewhere
+    nothing at all, so float32 training is untouched."""
+    import torch
+
+    if torch.is_autocast_enabled(device_type):
+        return torch.autocast(device_type=device_type, enabled=False)
+    return nullcontext()
 
 
 def set_threads(threads: int) -> None:

@@ -30,7 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Subset
 
 from geoposenet.data import PoseDataset
-from geoposenet.devices import resolve_device
+from geoposenet.devices import full_precision, resolve_device
 from geoposenet.errors import InputError
 from geoposenet.losses import AleatoricLoss, Parts, PoseLoss
 from geoposenet.models import PoseNet, predict
@@ -125,9 +125,10 @@ class World:
 class Objective(nn.Module):
     """Model and loss as one module: wrapped in DistributedDataParallel, the gradients of the
     loss's own parameters (s_x, s_q of the learned weighting) are averaged over the processes
-    exactly like the network's. forward(images, batch) -> (loss, parts). The aleatoric loss also
-    gets the model's per-image s_x(I), s_q(I); every other loss ignores them (a model with that
-    head may be fine-tuned with any loss)."""
+    exactly like the network's. forward(images, batch) -> (loss, parts); under autocast
+    (--amp) only the backbone runs in low precision, the pose head and the loss in float32.
+    The aleatoric loss also gets the model's per-image s_x(I), s_q(I); every other loss
+    ignores them (a model with that head may be fine-tuned with any loss)."""
 
     def __init__(self, model: PoseNet, loss: PoseLoss) -> None:
         super().__init__()
@@ -135,12 +136,14 @@ class Objective(nn.Module):
         self.loss = loss
 
     def forward(self, images: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[Any, Parts]:
-        prediction = self.model(images)
-        if isinstance(self.loss, AleatoricLoss):
-            return self.loss(
-                prediction.position, prediction.quaternion, batch, prediction.log_scales
-            )
-        return self.loss(prediction.position, prediction.quaternion, batch)
+        features = self.model.features(images)  # under the caller's autocast, if any
+        with full_precision(images.device.type):  # the pose head and the loss in float32
+            prediction = self.model.regress(features.float())
+            if isinstance(self.loss, AleatoricLoss):
+                return self.loss(
+                    prediction.position, prediction.quaternion, batch, prediction.log_scales
+                )
+            return self.loss(prediction.position, prediction.quaternion, batch)
 
 
 def per_rank_batch(batch_size: int, world_size: int) -> int:

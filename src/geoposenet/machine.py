@@ -21,16 +21,37 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def cpu_features() -> list[str]:
-    """Which of _FEATURES the CPU reports (Linux), in that order."""
+def cpu_flags() -> set[str] | None:
+    """The CPU's feature flags from /proc/cpuinfo (x86 "flags", Arm "Features"); None where
+    there is no such file (not Linux)."""
     info = Path("/proc/cpuinfo")
     if not info.is_file():
-        return []
+        return None
     for line in info.read_text(errors="replace").splitlines():
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            return [name for name in _FEATURES if name in flags]
-    return []
+        if line.startswith(("flags", "Features")):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def cpu_features() -> list[str]:
+    """Which of _FEATURES the CPU reports (Linux), in that order."""
+    flags = cpu_flags() or set()
+    return [name for name in _FEATURES if name in flags]
+
+
+def cpu_has_bf16() -> bool:
+    """Whether the CPU has bf16 arithmetic instructions (x86 avx512_bf16 or amx_bf16, Arm bf16),
+    which oneDNN uses for bf16 autocast; without them bf16 is emulated and slower than float32.
+    Where /proc/cpuinfo is missing, oneDNN's own answer."""
+    flags = cpu_flags()
+    if flags is not None:
+        return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def describe() -> str:

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torchvision
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from geoposenet.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from geoposenet.checkpoint import load_checkpoint
@@ -35,6 +35,7 @@ from geoposenet.data import IMAGENET_MEAN, IMAGENET_STD, crop_origin
 from geoposenet.errors import CheckpointError, DatasetError, InputError
 from geoposenet.geometry import canonical_quaternion, normalize_quaternion
 from geoposenet.imagecache import load_image
+from geoposenet.loader import in_order
 from geoposenet.uncertainty import (
     MC_SAMPLES,
     Uncertainty,
@@ -310,16 +311,20 @@ Images = Sequence[str | Path] | Tensor | Dataset[Any]
 
 
 def image_batches(
-    source: Images, resize: int, crop: tuple[int, int], batch_size: int, workers: int
+    source: Images,
+    resize: int,
+    crop: tuple[int, int],
+    batch_size: int,
+    workers: int,
+    pin_memory: bool = False,
 ) -> Iterator[Tensor]:
     """(B, 3, h, w) image batches of `source` in order: a tensor sliced, a dataset's "image"
-    items through a DataLoader, files prepared as in `prepare_image` (all checked to exist
-    before the first is decoded)."""
+    items (`loader.in_order`: whole-batch gathers from a PoseDataset; `pin_memory` for CUDA),
+    files prepared as in `prepare_image` (all checked to exist before the first is decoded)."""
     if isinstance(source, Tensor):
         yield from source.split(batch_size)
     elif isinstance(source, Dataset):
-        loader = DataLoader(source, batch_size=batch_size, shuffle=False, num_workers=workers)
-        for batch in loader:
+        for batch in in_order(source, batch_size, workers, pin_memory):
             yield batch["image"]
     else:
         paths = [_image_file(Path(p)) for p in source]
@@ -377,8 +382,9 @@ def predict(
     try:
         with torch.inference_mode():
             for batch in image_batches(
-                images, model.config.resize, model.config.crop, batch_size, workers
-            ):
+                images, model.config.resize, model.config.crop, batch_size, workers,
+                pin_memory=target.type == "cuda",
+            ):  # fmt: skip
                 feature = model.features(batch.to(target, non_blocking=True))
                 if sampling:
                     drawn = model.sample_poses(feature, samples, generator)

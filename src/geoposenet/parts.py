@@ -66,11 +66,27 @@ def build_parts(config: TrainConfig, world: World) -> TrainingParts:
         val_set = dataset("val", 0) if holdout.val else None
         test_set = dataset("test", 0)
     model.to(world.device)
-    aleatoric = config.uncertainty == "aleatoric"
-    loss = make_loss(config.loss, config.norm, config.beta, config.s_x, config.s_q, aleatoric)
-    loss.to(world.device)
+    loss = build_loss(config).to(world.device)
     if init is not None and init.get("loss_name") == config.loss and init.get("loss"):
         loss.load_state_dict(init["loss"])
+    optimizer, lr_scales = make_optimizer(model, loss, config)
+    return TrainingParts(
+        scene, holdout, model, loss, optimizer, lr_scales, train_set, val_set, test_set
+    )
+
+
+def build_loss(config: TrainConfig) -> PoseLoss:
+    """The loss of `config` (--loss, --norm, --beta, initial --s-x, --s-q; per image with the
+    aleatoric head)."""
+    aleatoric = config.uncertainty == "aleatoric"
+    return make_loss(config.loss, config.norm, config.beta, config.s_x, config.s_q, aleatoric)
+
+
+def make_optimizer(
+    model: PoseNet, loss: PoseLoss, config: TrainConfig
+) -> tuple[torch.optim.Adam, tuple[float, float]]:
+    """Adam over two param groups, the network (with --weight-decay) and the loss's s_x, s_q
+    (without), and the learning-rate factor of each (TrainingParts.lr_scales)."""
     optimizer = torch.optim.Adam(
         [
             {"params": list(model.parameters()), "weight_decay": config.weight_decay},
@@ -79,10 +95,7 @@ def build_parts(config: TrainConfig, world: World) -> TrainingParts:
         lr=config.lr,
     )
     # the schedule scales both groups; s_x, s_q may move faster (--weighting-lr)
-    lr_scales = (1.0, (config.weighting_lr or config.lr) / config.lr)
-    return TrainingParts(
-        scene, holdout, model, loss, optimizer, lr_scales, train_set, val_set, test_set
-    )
+    return optimizer, (1.0, (config.weighting_lr or config.lr) / config.lr)
 
 
 def _build_model(config: TrainConfig, scene: Scene) -> tuple[PoseNet, dict[str, Any] | None]:

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from geoposenet.calibration import fit_calibration
@@ -31,6 +32,7 @@ from geoposenet.data import PoseDataset
 from geoposenet.devices import check_amp, set_threads
 from geoposenet.distributed import Objective, World, launch, per_rank_batch, predict_sharded
 from geoposenet.errors import InputError, TrainingError, TrainingInterrupted
+from geoposenet.loader import Batch, Prefetched, batch_loader
 from geoposenet.metrics import pose_errors, summarize
 from geoposenet.parts import TrainingParts, build_parts, true_poses
 from geoposenet.rundir import open_run, prepare_run
@@ -47,8 +49,9 @@ from geoposenet.scene import Split
 from geoposenet.step import EpochBatches, TrainingStep, learning_rate, step_seed
 
 
-class _StopSignals:
-    """Turns SIGINT/SIGTERM into a flag checked after each step (main thread only)."""
+class StopSignals:
+    """Turns SIGINT/SIGTERM into a flag checked after each step (main thread only); not
+    entered, a flag that stays down."""
 
     def __init__(self) -> None:
         self.received: int | None = None
@@ -57,7 +60,7 @@ class _StopSignals:
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.received = signum
 
-    def __enter__(self) -> _StopSignals:
+    def __enter__(self) -> StopSignals:
         try:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 self._previous[signum] = signal.signal(signum, self._handle)
@@ -112,12 +115,8 @@ class Trainer:
         self.sampler = EpochBatches(
             len(parts.train_set), config.batch_size, config.seed, world.rank, world.size
         )
-        self.loader = DataLoader(
-            parts.train_set,
-            batch_sampler=self.sampler,
-            num_workers=config.workers,
-            persistent_workers=config.workers > 0,
-            pin_memory=world.device.type == "cuda",
+        self.loader = batch_loader(
+            parts.train_set, self.sampler, config.workers, world.device.type == "cuda"
         )
         self.stopped = 0  # the signal every process agreed to stop on (0: none)
         self.tensorboard: Tensorboard | None = None
@@ -144,7 +143,14 @@ class Trainer:
         )
         save_checkpoint(path, state.to_checkpoint())
 
-    def train_epoch(self, stop: _StopSignals) -> dict[str, Any]:
+    def batches(self) -> AbstractContextManager[Iterable[Batch]]:
+        """This epoch's batches: with --prefetch and --workers 0 prepared one ahead in a
+        background thread (stopped when the block ends), else straight from the loader."""
+        if self.config.prefetch and self.config.workers == 0:
+            return Prefetched(self.loader)
+        return nullcontext(self.loader)
+
+    def train_epoch(self, stop: StopSignals) -> dict[str, Any]:
         """Train from (epoch, batch) to the end of the epoch or a stop signal; the epoch's log
         record (mean loss parts over its steps and the processes, lr, speed)."""
         config, progress, world = self.config, self.progress, self.world
@@ -160,22 +166,23 @@ class Trainer:
             desc=f"epoch {progress.epoch + 1}/{config.epochs}",
             disable=not (config.progress and world.is_main),
         )  # fmt: skip
-        for batch in self.loader:
-            lr = learning_rate(config, progress.epoch, progress.batch, per_epoch)
-            seed = step_seed(config.seed, progress.epoch, progress.batch, world.rank)
-            result = self.step(batch, lr, seed)
-            if not result.finite:
-                raise self._diverged(result.parts)
-            for key, value in result.parts.items():
-                sums[key] = sums.get(key, 0.0) + value
-            images += len(batch["image"]) * world.size
-            progress.batch += 1
-            progress.step += 1
-            bar.update(1)
-            bar.set_postfix({k: f"{v:.3g}" for k, v in result.parts.items()}, refresh=False)
-            self.stopped = world.max(stop.received or 0)  # a signal on any process stops all
-            if self.stopped:
-                break
+        with self.batches() as batches:
+            for batch in batches:
+                lr = learning_rate(config, progress.epoch, progress.batch, per_epoch)
+                seed = step_seed(config.seed, progress.epoch, progress.batch, world.rank)
+                result = self.step(batch, lr, seed)
+                if not result.finite:
+                    raise self._diverged(result.parts)
+                for key, value in result.parts.items():
+                    sums[key] = sums.get(key, 0.0) + value
+                images += len(batch["image"]) * world.size
+                progress.batch += 1
+                progress.step += 1
+                bar.update(1)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in result.parts.items()}, refresh=False)
+                self.stopped = world.max(stop.received or 0)  # a signal on any process stops all
+                if self.stopped:
+                    break
         bar.close()
         progress.sums = world.mean(sums)  # restored sums are already means: unchanged by this
         seconds = time.perf_counter() - started
@@ -230,8 +237,13 @@ class Trainer:
             print(summary_line(record, config.epochs, unit), flush=True)
         self.save(self.run / "last.pt")
 
+    def close(self) -> None:
+        """Stop the TensorBoard writer's thread (rank 0)."""
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+
     def fit(self) -> Path:
-        with _StopSignals() as stop:
+        with StopSignals() as stop:
             while self.progress.epoch < self.config.epochs:
                 record = self.train_epoch(stop)
                 if self.stopped:
@@ -255,16 +267,26 @@ def fit(config: TrainConfig, resume: bool = False, progress: bool | None = None)
         config = TrainConfig.from_dict({**config.to_dict(), "progress": progress})
     config.validate()
     set_threads(config.threads)
+    with algorithms(config), launch(config.device) as world:
+        check_amp(config.amp, world.device.type)
+        trainer = Trainer(config, resume, world)
+        try:
+            return trainer.fit()
+        finally:  # also when stopped or diverged: no TensorBoard thread is left running
+            trainer.close()
+
+
+@contextmanager
+def algorithms(config: TrainConfig) -> Iterator[None]:
+    """torch's global algorithm switches for a run, restored afterwards: deterministic
+    algorithms as --deterministic says, and cuDNN's benchmark mode (it times its kernels and
+    keeps the fastest) only when not deterministic."""
     deterministic = torch.are_deterministic_algorithms_enabled()
+    benchmark = torch.backends.cudnn.benchmark
     torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
+    torch.backends.cudnn.benchmark = not config.deterministic
     try:
-        with launch(config.device) as world:
-            check_amp(config.amp, world.device.type)
-            trainer = Trainer(config, resume, world)
-            try:
-                return trainer.fit()
-            finally:  # also when stopped or diverged: no TensorBoard thread is left running
-                if trainer.tensorboard is not None:
-                    trainer.tensorboard.close()
+        yield
     finally:
         torch.use_deterministic_algorithms(deterministic)
+        torch.backends.cudnn.benchmark = benchmark
