@@ -402,7 +402,9 @@ def _add_augment(sub: argparse._SubParsersAction) -> Handler:
                    help="redraw views with a smaller share of rendered pixels "
                    "(default: 0.7)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="pose sampling seed (default: 0)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (default: one on a terminal)"
+    )
 
     def run(args: argparse.Namespace) -> int:
         from dataclasses import replace
