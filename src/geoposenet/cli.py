@@ -384,7 +384,8 @@ def _add_augment(sub: argparse._SubParsersAction) -> Handler:
         "--renderer", choices=RENDERERS, default="auto",
         help="exact: the built-in room's ray caster; depth: fuse 7-Scenes colour + depth and "
         "render the points; rotation: turn training cameras about their centre (homography, any "
-        "scene); auto: exact for the room, else depth when there are depth maps, else rotation",
+        "scene); auto: exact for the room, else depth when there are depth maps, else rotation "
+        "(default: auto)",
     )  # fmt: skip
     p.add_argument("--max-shift", type=float, default=LIMITS.max_shift_m, metavar="M",
                    help=f"metres a camera may move from a training camera "

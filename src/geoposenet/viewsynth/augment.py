@@ -237,7 +237,9 @@ def _render_all(
     written: list[output.SynthFrame] = []
     rejected = 0
     pending: deque[Future[None]] = deque()
-    bar = tqdm(total=views, desc=f"rendering ({kind})", unit="view", disable=None if progress else True)
+    bar = tqdm(
+        total=views, desc=f"rendering ({kind})", unit="view", disable=None if progress else True
+    )
     # 7-Scenes: a sequence has depth for all its frames or none (rotations need the source's)
     depth_wanted = scene.format == "7scenes" and (
         kind != "rotation" or all(depth_path(f) is not None for f in train)
