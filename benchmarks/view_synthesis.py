@@ -17,6 +17,7 @@ and rendering wall time. Writes OUT/results.json and OUT/results.md.
     python benchmarks/view_synthesis.py --out bench-vs                  # everything: ~26 runs
     python benchmarks/view_synthesis.py --out bench-vs --budgets steps --seeds 0,1
     python benchmarks/view_synthesis.py --out /tmp/smoke --smoke       # tiny room, ~1 min
+    ... --jobs 2 --threads 1     # two trainings at once, one torch thread each (2 cores)
     python benchmarks/view_synthesis.py --out bench-vs --speed   # rendering speed only (~1 min)
 
 `--speed` times each renderer's `render` alone (no file writing) on 200 views of the room
@@ -32,7 +33,9 @@ import math
 import shlex
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +50,7 @@ from geoposenet.readers import load_scene
 from geoposenet.synthetic import synthesize
 
 THRESHOLDS = ("0.25m_2deg", "0.5m_5deg")
+LOG_LOCK = threading.Lock()
 
 
 def recipe(preset: str, smoke: bool) -> list[str]:
@@ -67,7 +71,8 @@ def run(command: list[str], log: list[str]) -> float:
     """Run `geoposenet COMMAND` (printed and logged first); seconds taken."""
     shown = "geoposenet " + shlex.join(command)
     print(f"$ {shown}", flush=True)
-    log.append(shown)
+    with LOG_LOCK:
+        log.append(shown)
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "geoposenet", *command], check=True)
     return time.perf_counter() - started
@@ -87,6 +92,11 @@ def oracle(train_root: Path, test_root: Path) -> dict[str, float]:
         "position_m": m["median_position_error_m"],
         "rotation_deg": m["median_rotation_error_deg"],
     }
+
+
+def run_name(renderer: str, n: int, budget: str, seed: int) -> str:
+    """The folder name of one training run."""
+    return f"{renderer}-{n}-{budget}-s{seed}" if n else f"original-s{seed}"
 
 
 def plan_runs(
@@ -143,6 +153,8 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--smoke", action="store_true", help="tiny room, tiny model, 1 seed")
     parser.add_argument("--speed", action="store_true", help="only time the renderers")
+    parser.add_argument("--jobs", type=int, default=1, help="trainings run at once")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads per training")
     args = parser.parse_args()
     preset = "tiny" if args.smoke else "room"
     out = args.out.resolve()
@@ -168,44 +180,55 @@ def main() -> None:
     results["machine"] = describe()
     results["oracle_original"] = oracle(scene_dir, scene_dir)
     results["original_frames"] = n_train
-    for renderer, n, budget, seed in plan_runs(renderers, views, args.budgets.split(","), seeds):
-        data = scene_dir
-        if renderer != "original":
-            data = out / "data" / f"{renderer}-{n}"
-            key = data.name
-            if key not in results["data"]:
-                command = ["augment", str(scene_dir), "--out", str(data), "--views", str(n),
-                           "--renderer", renderer, "--seed", "0", "--no-progress"]  # fmt: skip
-                seconds = run(command, log)
-                marker = json.loads((data / "augment.json").read_text())
-                results["data"][key] = {
-                    "seconds": round(seconds, 1),
-                    "render_views_per_s": marker["render_views_per_s"],
-                    "rejected": marker["rejected"],
-                    "oracle": oracle(data, scene_dir),
-                }
-                atomic_write_text(results_path, json.dumps(results, indent=1) + "\n")
+    planned = plan_runs(renderers, views, args.budgets.split(","), seeds)
+    for renderer, n, _, _ in planned:  # the augmented datasets first, one at a time
+        key = f"{renderer}-{n}"
+        if renderer == "original" or key in results["data"]:
+            continue
+        data = out / "data" / key
+        command = ["augment", str(scene_dir), "--out", str(data), "--views", str(n),
+                   "--renderer", renderer, "--seed", "0", "--no-progress"]  # fmt: skip
+        seconds = run(command, log)
+        marker = json.loads((data / "augment.json").read_text())
+        results["data"][key] = {
+            "seconds": round(seconds, 1),
+            "render_views_per_s": marker["render_views_per_s"],
+            "rejected": marker["rejected"],
+            "oracle": oracle(data, scene_dir),
+        }
+        atomic_write_text(results_path, json.dumps(results, indent=1) + "\n")
+    lock = threading.Lock()
+
+    def train_and_evaluate(renderer: str, n: int, budget: str, seed: int) -> None:
+        data = scene_dir if renderer == "original" else out / "data" / f"{renderer}-{n}"
         frames = n_train + n
         run_epochs = epochs if budget != "steps" else max(1, round(epochs * n_train / frames))
-        name = f"{renderer}-{n}-{budget}-s{seed}" if n else f"original-s{seed}"
-        if name in results["runs"]:
-            continue
+        name = run_name(renderer, n, budget, seed)
         folder = out / "runs" / name
         train_s = run(["train", str(data), "--out", str(folder), *recipe(preset, args.smoke),
                        "--epochs", str(run_epochs), "--eval-every", str(run_epochs),
-                       "--seed", str(seed), "--resume"], log)  # fmt: skip
-        run(["eval", str(folder / "last.pt"), str(scene_dir), "--out", str(folder / "eval")], log)
+                       "--seed", str(seed), "--threads", str(args.threads), "--resume"],
+                      log)  # fmt: skip
+        run(["eval", str(folder / "last.pt"), str(scene_dir), "--out", str(folder / "eval"),
+             "--threads", str(args.threads)], log)  # fmt: skip
         metrics = json.loads((folder / "eval" / "metrics.json").read_text())
-        results["runs"][name] = {
-            "renderer": renderer, "views": n, "budget": budget, "seed": seed,
-            "epochs": run_epochs, "steps": run_epochs * math.ceil(frames / batch),
-            "train_seconds": round(train_s, 1),
-            "median_position_m": metrics["median_position_error_m"],
-            "median_rotation_deg": metrics["median_rotation_error_deg"],
-            **{t: metrics["accuracy"][t] for t in THRESHOLDS},
-        }  # fmt: skip
-        atomic_write_text(results_path, json.dumps(results, indent=1) + "\n")
-        atomic_write_text(out / "results.md", table(results))
+        with lock:
+            results["runs"][name] = {
+                "renderer": renderer, "views": n, "budget": budget, "seed": seed,
+                "epochs": run_epochs, "steps": run_epochs * math.ceil(frames / batch),
+                "train_seconds": round(train_s, 1), "threads": args.threads,
+                "jobs": args.jobs,
+                "median_position_m": metrics["median_position_error_m"],
+                "median_rotation_deg": metrics["median_rotation_error_deg"],
+                **{t: metrics["accuracy"][t] for t in THRESHOLDS},
+            }  # fmt: skip
+            atomic_write_text(results_path, json.dumps(results, indent=1) + "\n")
+            atomic_write_text(out / "results.md", table(results))
+
+    todo = [r for r in planned if run_name(*r) not in results["runs"]]
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        for job in [pool.submit(train_and_evaluate, *r) for r in todo]:
+            job.result()
     atomic_write_text(out / "results.md", table(results))
     print(table(results))
 
@@ -215,9 +238,17 @@ def table(results: dict[str, Any]) -> str:
     groups: dict[tuple[str, int, str], list[dict[str, Any]]] = {}
     for r in results["runs"].values():
         groups.setdefault((r["renderer"], r["views"], r["budget"]), []).append(r)
+    budgets, kinds = ["-", "steps", "epochs"], ["original", "exact", "depth", "rotation"]
+    groups = dict(
+        sorted(
+            groups.items(), key=lambda g: (budgets.index(g[0][2]), kinds.index(g[0][0]), g[0][1])
+        )
+    )
     base = results["oracle_original"]
+    first = next(iter(results["runs"].values()), {})
     lines = [
-        f"Measured on {results['machine']}.",
+        f"Measured on {results['machine']}; {first.get('jobs', 1)} training(s) at a time, "
+        f"torch threads {first.get('threads', 0) or 'default'} each.",
         "",
         "| training data | budget | steps | seeds | median position (m) | median rotation (deg) "
         "| <0.25 m, 2 deg | <0.5 m, 5 deg | per seed (m / deg) | oracle nearest training pose, "
