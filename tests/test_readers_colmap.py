@@ -16,7 +16,8 @@ from scipy.spatial.transform import Rotation
 
 from geoposenet.errors import DatasetError, InputError
 from geoposenet.readers import check_dataset, detect_format, load_scene
-from geoposenet.readers._split import held_out_stretches
+from geoposenet.readers._common import Problems
+from geoposenet.readers._split import chosen_split, held_out_stretches, synthetic_names
 
 NAMES = [f"{seq}/img{i:02d}.png" for seq in ("seqA", "seqB") for i in range(5)]
 
@@ -158,6 +159,25 @@ def test_default_split_holds_out_whole_stretches(lengths: list[int]) -> None:
     if len(lengths) >= 3:
         held = {sequences[n] for n, role in roles.items() if role == "test"}
         assert held == {f"s{k}" for k in range(len(lengths))[-max(1, round(0.15 * len(lengths))) :]}
+
+
+@given(st.lists(st.integers(1, 40), min_size=1, max_size=5), st.integers(1, 30),
+       st.sampled_from([None, 2, 5]))  # fmt: skip
+def test_synthetic_images_take_no_part_in_the_split(
+    lengths: list[int], synthesised: int, test_every: int | None
+) -> None:
+    """The images of augment's sequences are training images, and the captured images get the
+    roles they have without them (whatever their names sort like)."""
+    captured = {f"s{k}/f{i:03d}": f"s{k}" for k, n in enumerate(lengths) for i in range(n)}
+    added = {f"{seq}/f{i:03d}": seq for i in range(synthesised) for seq in ("a-syn", "z-syn")}
+    sequences = captured | added
+    synthetic = synthetic_names(sequences, {"a-syn", "z-syn"})
+    assert synthetic == set(added)
+    problems = Problems(strict=True)
+    roles = chosen_split(sequences, None, None, test_every, problems, synthetic)
+    assert roles == chosen_split(captured, None, None, test_every, problems) | dict.fromkeys(
+        added, "train"
+    )
 
 
 def test_test_list_and_scale(tmp_path: Path) -> None:

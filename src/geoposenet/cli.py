@@ -372,12 +372,23 @@ def _add_augment(sub: argparse._SubParsersAction) -> Handler:
     p = sub.add_parser(
         "augment",
         help="DATA plus views rendered at new poses, written as a dataset in DATA's format",
-        description="Write a copy of DATA (7-Scenes or Cambridge; files hard-linked where "
-        "possible) whose training split also holds N views rendered at new poses near the "
-        "training cameras, in their own sequences (listed in AUG/augment.json); the test split "
-        "is DATA's. Train on it with `geoposenet train AUG`.",
+        description="Write a copy of DATA (7-Scenes, Cambridge, COLMAP or nerfstudio; files "
+        "hard-linked where possible, DATA never changed) whose training split also holds N "
+        "views rendered at new poses near the training cameras, in their own sequences "
+        "(synthetic-1, ...; 7-Scenes seq-901, ...; listed in AUG/augment.json); the test split "
+        "is DATA's, also when it is implicit (COLMAP, nerfstudio: the split is computed over "
+        "the captured images only, synthesised ones are always training images). The dataset "
+        "flags (--images, --test-list, --test-every, --scale, --scale-from) read DATA as train "
+        "and check do, and read AUG the same way: give them again to train on AUG, e.g. "
+        "`geoposenet train AUG --scale S` for `augment DATA --scale S`. With a scale, "
+        "--max-shift and --clearance are metres and the new poses are written in DATA's own "
+        "units; without one, COLMAP and nerfstudio positions (so those limits) are in model "
+        "units. --images must be a folder inside DATA, given relative to it (AUG gets its own "
+        "copy, where the synthesised images go).",
     )
-    p.add_argument("data", type=Path, help="dataset folder (7-Scenes or Cambridge)")
+    p.add_argument(
+        "data", type=Path, help="dataset folder (7-Scenes, Cambridge, COLMAP or nerfstudio)"
+    )
     p.add_argument("--out", type=Path, required=True, help="new dataset folder (empty or new)")
     p.add_argument("--views", type=int, default=1000, help="views to synthesise (default: 1000)")
     p.add_argument(
@@ -406,10 +417,12 @@ def _add_augment(sub: argparse._SubParsersAction) -> Handler:
     p.add_argument(
         "--no-progress", action="store_true", help="no progress bar (default: one on a terminal)"
     )
+    _add_dataset_flags(p)
 
     def run(args: argparse.Namespace) -> int:
         from dataclasses import replace
 
+        from geoposenet.config import dataset_options
         from geoposenet.viewsynth.augment import augment
 
         try:
@@ -424,7 +437,7 @@ def _add_augment(sub: argparse._SubParsersAction) -> Handler:
             raise InputError(f"augment: {error}") from None
         report = augment(
             args.data, args.out, args.views, args.renderer, limits, args.seed,
-            args.min_coverage, progress=not args.no_progress,
+            args.min_coverage, progress=not args.no_progress, options=dataset_options(args),
         )  # fmt: skip
         print(report.describe())
         return 0

@@ -10,12 +10,15 @@ training frame, a gap and a test frame stays training. Gap images are read and c
 frames, then left out; readers note them (`check` lists them), so nothing is dropped in silence.
 `--test-every N` makes every N-th name (from the first) a test frame: interleaved, so only for
 comparison with papers that split that way.
+Images of a dataset written by `geoposenet augment` (their sequences listed in its augment.json)
+take no part in any of these rules: the split is computed over the captured images alone, so it is
+DATA's, and the synthesised images are always training images.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -60,14 +63,20 @@ def every_nth(names: Iterable[str], test_every: int) -> dict[str, Role]:
     return {n: "test" if i % test_every == 0 else "train" for i, n in enumerate(sorted(names))}
 
 
-def from_test_list(path: Path, names: Iterable[str], problems: Problems) -> dict[str, Role]:
+def from_test_list(
+    path: Path, names: Iterable[str], problems: Problems, synthetic: Collection[str] = ()
+) -> dict[str, Role]:
     """The images listed in `path` (one per line, as the dataset names them) are test, the others
-    train. A name that is no posed image, or one listed twice, is a problem at its line."""
+    train. A name that is no posed image, a `synthetic` one, or one listed twice, is a problem at
+    its line."""
     known = set(names)
     listed: dict[str, int] = {}
     for number, text in content_lines(read_lines(path, problems) or []):
         name = text.strip()
-        if name not in known:
+        if name in synthetic:
+            problems.add(path, f"image {name!r} is synthesised (augment.json): never a test image",
+                         number)  # fmt: skip
+        elif name not in known:
             problems.add(path, f"image {name!r} is not a posed image of the dataset", number)
         elif name in listed:
             first = listed[name]
@@ -77,17 +86,30 @@ def from_test_list(path: Path, names: Iterable[str], problems: Problems) -> dict
     return {n: "test" if n in listed else "train" for n in known}
 
 
+def synthetic_names(sequences: Mapping[str, str], synthetic: Collection[str]) -> set[str]:
+    """The names of `sequences` (name -> sequence) whose sequence is one of `synthetic`."""
+    return {name for name, sequence in sequences.items() if sequence in synthetic}
+
+
 def chosen_split(
     sequences: Mapping[str, str],
     own: dict[str, Role] | None,
     test_list: str | Path | None,
     test_every: int | None,
     problems: Problems,
+    synthetic: Collection[str] = (),
 ) -> dict[str, Role]:
     """The role of every name of `sequences` (name -> sequence): from --test-list, else
-    --test-every, else the dataset's `own` split when it has one, else held-out stretches."""
+    --test-every, else the dataset's `own` split when it has one, else held-out stretches;
+    computed over the captured names only, the `synthetic` names (of augment's sequences) are
+    always 'train'."""
+    captured = {name: seq for name, seq in sequences.items() if name not in synthetic}
     if test_list is not None:
-        return from_test_list(Path(test_list), sequences, problems)
-    if test_every is not None:
-        return every_nth(sequences, test_every)
-    return own if own is not None else held_out_stretches(sequences)
+        roles = from_test_list(Path(test_list), captured, problems, synthetic)
+    elif test_every is not None:
+        roles = every_nth(captured, test_every)
+    elif own is not None:
+        roles = {name: role for name, role in own.items() if name in captured}
+    else:
+        roles = held_out_stretches(captured)
+    return roles | {name: "train" for name in sequences if name in synthetic}

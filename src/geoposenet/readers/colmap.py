@@ -14,7 +14,8 @@ Splits: the options `test_list` (a file of test image names) or `test_every` (ev
 when given; else `train.txt` / `test.txt` (one image name a line) beside the model, else in the
 dataset folder: with both, they define the splits and must together list every registered image;
 with one, the other split is every remaining image; with none, held-out test stretches with a gap
-before them (readers/_split.py).
+before them (readers/_split.py). The images of a `geoposenet augment` output's synthesised
+sequences (augment.json) are training images whatever the rule, which sees only the others.
 Units: the model's own (arbitrary) ones; `load_scene`'s `scale`/`scale_from` turn them into metres.
 
 Completeness (no frame dropped in silence): every registered image (one with a pose) is a frame,
@@ -35,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from geoposenet.geometry import quaternion_to_matrix_np
+from geoposenet.readers._augmented import synthetic_sequences
 from geoposenet.readers._colmap_layout import check_binary_model
 from geoposenet.readers._common import (
     ImageCheck,
@@ -47,7 +49,13 @@ from geoposenet.readers._common import (
     relative_image_name,
     unit_quaternion,
 )
-from geoposenet.readers._split import GAP_NOTE, Role, check_choice, chosen_split
+from geoposenet.readers._split import (
+    GAP_NOTE,
+    Role,
+    check_choice,
+    chosen_split,
+    synthetic_names,
+)
 from geoposenet.scene import MODEL_UNITS, Frame, Intrinsics, Scene, Split
 
 FORMAT = "colmap"
@@ -121,9 +129,11 @@ def read(
     image_dir = root / images if images is not None else root / "images"
     names = sorted(r.name for r in records)
     sequences = {n: PurePosixPath(n).parent.name or "default" for n in names}
+    # augment.json's problems are reported once, by load_scene's mark_synthetic
+    synthetic = synthetic_names(sequences, synthetic_sequences(root, Problems(strict=False)))
     given = test_list is not None or test_every is not None
-    own = None if given else _own_split(names, model, root, problems)
-    roles = chosen_split(sequences, own, test_list, test_every, problems)
+    own = None if given else _own_split(names, model, root, problems, synthetic)
+    roles = chosen_split(sequences, own, test_list, test_every, problems, synthetic)
     frames, gap = [], []
     for record in sorted(records, key=lambda r: (r.name, r.image_id)):
         frame = _frame(record, index, image_dir, roles, images_file, image_check, problems)
@@ -248,9 +258,10 @@ def _frame(
 
 
 def _own_split(
-    names: list[str], model: Path, root: Path, problems: Problems
+    names: list[str], model: Path, root: Path, problems: Problems, synthetic: set[str]
 ) -> dict[str, Role] | None:
-    """Image name -> split from the train.txt/test.txt lists; None when there are none."""
+    """Image name -> split from the train.txt/test.txt lists; None when there are none. The
+    `synthetic` images (augment's) need not be listed, and must not be in test.txt."""
     folder = next(
         (f for f in (model, root) if (f / "train.txt").is_file() or (f / "test.txt").is_file()),
         None,
@@ -271,12 +282,15 @@ def _own_split(
                 problems.add(path, f"image {name!r} is not a registered image of the model", number)
             elif name in where:
                 problems.add(path, f"image {name!r} listed again (first at {where[name]})", number)
+            elif split == "test" and name in synthetic:
+                problems.add(path, f"image {name!r} is synthesised (augment.json): never a test "
+                             "image", number)  # fmt: skip
             else:
                 where[name] = f"{path.name}:{number}"
                 listed[split].add(name)
     if len(listed) == 2:
         for name in names:
-            if name not in where:
+            if name not in where and name not in synthetic:
                 problems.add(
                     folder / "train.txt",
                     f"registered image {name!r} is in neither train.txt nor test.txt",

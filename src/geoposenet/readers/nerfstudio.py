@@ -22,7 +22,9 @@ transformed frame and are kept so (the key is only checked); units are the captu
 units") unless a scale is given (see readers/_scale.py).
 Splits: `train_filenames` and `test_filenames`/`val_filenames` (nerfstudio evaluates on both)
 when present, else the options `test_list`/`test_every` (which win over the keys), else held-out
-test stretches with a gap before them (readers/_split.py).
+test stretches with a gap before them (readers/_split.py). The frames of a `geoposenet augment`
+output's synthesised sequences (augment.json) are training frames whatever the rule, which sees
+only the others.
 Problems name the JSON key, e.g. `transforms.json: frames[12].transform_matrix: not a 4x4 matrix`.
 """
 
@@ -37,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from geoposenet.geometry import matrix_to_quaternion_np
+from geoposenet.readers._augmented import synthetic_sequences
 from geoposenet.readers._common import (
     ImageCheck,
     Problems,
@@ -45,7 +48,13 @@ from geoposenet.readers._common import (
     relative_image_name,
 )
 from geoposenet.readers._ply import read_ply_points
-from geoposenet.readers._split import GAP_NOTE, Role, check_choice, chosen_split
+from geoposenet.readers._split import (
+    GAP_NOTE,
+    Role,
+    check_choice,
+    chosen_split,
+    synthetic_names,
+)
 from geoposenet.scene import MODEL_UNITS, Frame, Intrinsics, Scene
 
 FORMAT = "nerfstudio"
@@ -116,10 +125,12 @@ def read(
             problems.add(path, f"{key}.file_path: {frame.name!r} again (first at {first})")
             continue
         frames[frame.name], cameras[frame.name], where[frame.name] = frame, camera, key
-    given = test_list is not None or test_every is not None
-    own = None if given else _own_split(content, list(frames), path, problems)
     sequences = {name: frame.sequence for name, frame in frames.items()}
-    roles = chosen_split(sequences, own, test_list, test_every, problems)
+    # augment.json's problems are reported once, by load_scene's mark_synthetic
+    synthetic = synthetic_names(sequences, synthetic_sequences(root, Problems(strict=False)))
+    given = test_list is not None or test_every is not None
+    own = None if given else _own_split(content, list(frames), path, problems, synthetic)
+    roles = chosen_split(sequences, own, test_list, test_every, problems, synthetic)
     kept = sorted((f for f in frames.values() if roles.get(f.name, "gap") != "gap"),
                   key=lambda f: f.name)  # fmt: skip
     for frame in kept:
@@ -291,10 +302,11 @@ def _scaled_to(
 
 
 def _own_split(
-    content: dict[str, Any], names: list[str], path: Path, problems: Problems
+    content: dict[str, Any], names: list[str], path: Path, problems: Problems, synthetic: set[str]
 ) -> dict[str, Role] | None:
     """Frame name -> split from train_filenames / test_filenames / val_filenames; None when
-    the file has none of these keys."""
+    the file has none of these keys. The `synthetic` frames (augment's) need not be listed, and
+    must not be test frames."""
     present = [key for key in SPLIT_KEYS if key in content]
     if not present:
         return None
@@ -316,12 +328,15 @@ def _own_split(
                 problems.add(path, f"{key}[{k}]: {entry!r} is not the file_path of a frame")
             elif name in listed and listed[name][1] != SPLIT_KEYS[key]:
                 problems.add(path, f"{key}[{k}]: {name!r} is also in {listed[name][0]}")
+            elif SPLIT_KEYS[key] == "test" and name in synthetic:
+                problems.add(path, f"{key}[{k}]: {name!r} is synthesised (augment.json): never "
+                             "a test frame")  # fmt: skip
             else:
                 listed[name] = (f"{key}[{k}]", SPLIT_KEYS[key])
     splits = {SPLIT_KEYS[key] for key in present}
     if len(splits) == 2:
         for name in names:
-            if name not in listed:
+            if name not in listed and name not in synthetic:
                 problems.add(path, f"frame {name!r} is in none of {', '.join(present)}")
         return {name: split for name, (_, split) in listed.items()}
     (split,) = splits

@@ -1,11 +1,16 @@
 """`geoposenet augment DATA --out AUG`: DATA plus views rendered at new poses, as a dataset.
 
-Steps: read DATA; choose the renderer (`auto`: the room's exact caster when DATA is the
-built-in room, else depth fusion when the training frames have 7-Scenes depth maps, else
-rotations by homography); sample new poses in free space near the training frames (rotations
-only, for the homography); render each, redrawing views below `min_coverage`; write the
-originals and the new sequences (`output`), check the result reads back with every frame, and
-write augment.json last. The test split is DATA's, untouched.
+Steps: read DATA (with its dataset options: --images, --test-list, --test-every, --scale,
+--scale-from); choose the renderer (`auto`: the room's exact caster when DATA is the built-in
+room, else depth fusion when the training frames have 7-Scenes depth maps, else rotations by
+homography); sample new poses in free space near the training frames (rotations only, for the
+homography); render each, redrawing views below `min_coverage`; write the originals and the new
+sequences (`output`) and augment.json, check the result reads back, with the same options, with
+every frame and DATA's test frames, and remove the partial marker last. The test split is DATA's,
+untouched: the readers compute a COLMAP or nerfstudio split over the captured images only.
+Units: poses are sampled in the units DATA is read in (metres with a scale; --max-shift and
+--clearance are then metres) and written back in DATA's own, so AUG read with the same
+--scale is in metres too.
 """
 
 from __future__ import annotations
@@ -14,9 +19,11 @@ import json
 import shutil
 import time
 from collections import deque
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -28,6 +35,7 @@ from geoposenet.geometry import matrix_to_quaternion_np
 from geoposenet.readers import load_scene
 from geoposenet.readers._augmented import MARKER, synthetic_sequences
 from geoposenet.readers._common import Problems
+from geoposenet.readers._scale import scale_from_file
 from geoposenet.scene import Frame, Intrinsics, Scene
 from geoposenet.viewsynth import output
 from geoposenet.viewsynth.cameras import SEVENSCENES_DEPTH, SceneCameras, depth_path
@@ -55,15 +63,18 @@ class AugmentReport:
     coverage_median: float
     seconds: float
     render_seconds: float
+    options: dict[str, Any]
 
     def describe(self) -> str:
         rate = self.views / self.render_seconds if self.render_seconds else 0.0
+        flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in sorted(self.options.items()))
         return (
             f"augmented {self.format} dataset written to {self.root}: {self.original_train} "
             f"original + {self.views} synthesised training frames ({self.renderer} renderer, "
             f"sequences {', '.join(self.sequences)}), test split of {self.source} unchanged\n"
             f"rendering: {rate:.1f} views/s; median coverage {self.coverage_median:.3f}; "
             f"{self.rejected} views redrawn (coverage too low); {self.seconds:.0f} s in all"
+            + (f"\nread it with the same dataset flags as DATA: {flags}" if flags else "")
         )
 
 
@@ -92,10 +103,17 @@ def choose_renderer(name: str, scene: Scene, train: list[Frame]) -> str:
     return name
 
 
-def build_renderer(name: str, scene: Scene, train: list[Frame], cameras: SceneCameras) -> Renderer:
-    """The renderer called `name` for the training frames `train`."""
+def build_renderer(
+    name: str,
+    scene: Scene,
+    train: list[Frame],
+    cameras: SceneCameras,
+    metres_per_unit: float | None = None,
+) -> Renderer:
+    """The renderer called `name` for the training frames `train` (of a scene read with the
+    scale `metres_per_unit`, if any)."""
     if name == "exact":
-        return ExactRenderer(scene.root, train)
+        return ExactRenderer(scene.root, train, metres_per_unit or 1.0)
     if name == "depth":
         from geoposenet.viewsynth.depth import DepthRenderer
 
@@ -132,18 +150,29 @@ def augment(
     seed: int = 0,
     min_coverage: float = 0.7,
     progress: bool = True,
+    options: Mapping[str, Any] | None = None,
 ) -> AugmentReport:
-    """Write DATA plus `views` synthesised training views to `out` (see the module docstring)."""
+    """Write DATA plus `views` synthesised training views to `out` (see the module docstring).
+    `options`: DATA's dataset options (load_scene's images, test_list, test_every, scale,
+    scale_from), which read AUG the same way."""
     started = time.perf_counter()
     data = Path(data)
+    options = {k: v for k, v in (options or {}).items() if v is not None}
     if views < 1:
         raise InputError(f"--views: expected a positive count, got {views}")
     if not 0 <= min_coverage <= 1:
         raise InputError(f"--min-coverage: expected a fraction in [0, 1], got {min_coverage}")
-    scene = load_scene(data)
+    images = _image_folder(data, options.get("images"))
+    scene = load_scene(data, **options)
     if scene.format not in output.FORMATS:
         raise InputError(
-            f"augment writes {' and '.join(output.FORMATS)} datasets; {data} is {scene.format}"
+            f"augment writes {', '.join(output.FORMATS)} datasets; {data} is {scene.format}"
+        )
+    scale = _metres_per_unit(data, options)
+    folder = output.name_folder(scene.format, [f.name for f in scene.split("train")])
+    if scene.format == "nerfstudio" and images is not None and not folder:
+        raise InputError(
+            f"--images {images}: the file paths of {data} have no folder for it to replace"
         )
     kind = choose_renderer(renderer, scene, scene.split("train"))
     # the frames new views derive from: for depth fusion, those with a depth map
@@ -152,28 +181,51 @@ def augment(
     if kind == "rotation":
         limits = replace(limits, rotation_only=True)
     cameras = SceneCameras(scene)
-    render = build_renderer(kind, scene, train, cameras)
+    render = build_renderer(kind, scene, train, cameras, scale)
     candidates = _candidates(scene, train, limits, views, seed)
     output.prepare(Path(out), data)
     out = Path(out).resolve()
     output.copy_dataset(data.resolve(), out)
     existing = {f.sequence for f in scene.frames}
+    existing |= output.sequence_folders(out, scene.format, folder, images)
     names = output.sequence_names(scene.format, -(-views // output.SEQUENCE_LENGTH), existing)
+    place = output.Placement(out, scene.format, folder, images)
     render_start = time.perf_counter()
     try:
         written, rejected = _render_all(
-            out, scene, train, cameras, render, kind, candidates, views, names, min_coverage,
+            place, scene, train, cameras, render, kind, candidates, views, names, min_coverage,
             progress,
         )  # fmt: skip
         render_seconds = time.perf_counter() - render_start
-        output.finish(out, scene.format, written)
-        _check(out, len(scene.split("train")) + len(written))
+        output.finish(out, scene.format, written, scale)
+        sequences = sorted({f.sequence for f in written})
+        earlier = synthetic_sequences(data, Problems(strict=True))
+        marker = {
+            "synthetic_sequences": sorted(earlier | set(sequences)),
+            "source": str(data.resolve()),
+            "dataset_options": {
+                k: str(v) if isinstance(v, Path) else v for k, v in options.items()
+            },
+            "renderer": kind,
+            "views": len(written),
+            "seed": seed,
+            "limits": asdict(limits),
+            "min_coverage": min_coverage,
+            "rejected": rejected,
+            "render_views_per_s": round(len(written) / render_seconds, 2),
+            "frames": [
+                {"name": f.name, "source": f.source, "coverage": round(f.coverage, 4)}
+                for f in written
+            ],
+        }
+        # before the check: the readers split COLMAP and nerfstudio by it
+        atomic_write_text(out / MARKER, json.dumps(marker, indent=1) + "\n")
+        _check(out, options, len(scene.split("train")) + len(written), scene.split("test"))
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)  # nothing half-written is left behind
         raise
-    sequences = sorted({f.sequence for f in written})
-    earlier = synthetic_sequences(data, Problems(strict=True))
-    report = AugmentReport(
+    (out / output.PARTIAL).unlink()
+    return AugmentReport(
         out,
         data.resolve(),
         scene.format,
@@ -185,24 +237,37 @@ def augment(
         float(np.median([f.coverage for f in written])),
         time.perf_counter() - started,
         render_seconds,
+        options,
     )
-    marker = {
-        "synthetic_sequences": sorted(earlier | set(sequences)),
-        "source": str(data.resolve()),
-        "renderer": kind,
-        "views": len(written),
-        "seed": seed,
-        "limits": asdict(limits),
-        "min_coverage": min_coverage,
-        "rejected": rejected,
-        "render_views_per_s": round(len(written) / render_seconds, 2),
-        "frames": [
-            {"name": f.name, "source": f.source, "coverage": round(f.coverage, 4)} for f in written
-        ],
-    }
-    atomic_write_text(out / MARKER, json.dumps(marker, indent=1) + "\n")
-    (out / output.PARTIAL).unlink()
-    return report
+
+
+def _image_folder(data: Path, images: str | Path | None) -> str | None:
+    """The --images folder, checked to be relative to DATA and inside it: AUG has its own copy
+    of it, holding the synthesised images too, which the same relative flag names (an
+    absolute path would name DATA's folder when reading AUG). InputError otherwise."""
+    if images is None:
+        return None
+    root = data.resolve()
+    folder = (root / images).resolve()
+    if Path(images).is_absolute() or (folder != root and root not in folder.parents):
+        raise InputError(
+            f"--images {images}: augment writes the synthesised images beside DATA's, in AUG's "
+            f"copy of the image folder, so it must be a folder inside {data}, given relative "
+            "to it (the same flag then reads AUG)"
+        )
+    return Path(images).as_posix()
+
+
+def _metres_per_unit(data: Path, options: Mapping[str, Any]) -> float | None:
+    """The scale DATA is read with (--scale, or --scale-from's fit), None without one."""
+    if options.get("scale") is not None:
+        return float(options["scale"])
+    if options.get("scale_from") is None:
+        return None
+    unscaled = load_scene(data, **{k: v for k, v in options.items() if k != "scale_from"})
+    scale = scale_from_file(Path(options["scale_from"]), unscaled, Problems(strict=True))
+    assert scale is not None  # strict: a problem raised
+    return scale
 
 
 def _candidates(
@@ -220,7 +285,7 @@ def _candidates(
 
 
 def _render_all(
-    out: Path,
+    place: output.Placement,
     scene: Scene,
     train: list[Frame],
     cameras: SceneCameras,
@@ -257,7 +322,7 @@ def _render_all(
             depth = render.render_depth(view, SEVENSCENES_DEPTH) if depth_wanted else None
             index = len(written)
             sequence = names[index // output.SEQUENCE_LENGTH]
-            name = output.frame_name(scene.format, sequence, index % output.SEQUENCE_LENGTH)
+            name = place.name(sequence, index % output.SEQUENCE_LENGTH)
             ids, uv = _visibility(scene, source, view, camera, rendered, kind)
             written.append(
                 output.SynthFrame(
@@ -265,8 +330,7 @@ def _render_all(
                     sequence,
                     view.centre,
                     matrix_to_quaternion_np(view.cam_from_world),
-                    camera.fx,
-                    (camera.cx, camera.cy),
+                    camera,
                     source.name,
                     rendered.coverage,
                     ids,
@@ -277,9 +341,8 @@ def _render_all(
             pending.append(
                 writer.submit(
                     output.write_frame,
-                    out,
+                    place.file(name),
                     scene.format,
-                    name,
                     rendered.image,
                     depth_m,
                     view.centre,
@@ -304,8 +367,10 @@ def _visibility(
     scene: Scene, source: Frame, view: View, camera: Intrinsics, rendered: Rendered, kind: str
 ) -> tuple[np.ndarray, np.ndarray]:
     """The scene points a synthesised view sees: occlusion from the rendered depth, or for a
-    rotation (same centre, same occlusions) the source frame's points that stay in view."""
-    if scene.format != "cambridge" or not len(scene.points):
+    rotation (same centre, same occlusions) the source frame's points that stay in view. Only
+    for the formats that store what a frame sees (Cambridge's NVM, a COLMAP model); the other
+    readers find it from the depth maps or by projection."""
+    if scene.format not in ("cambridge", "colmap") or not len(scene.points):
         return np.zeros(0, np.int64), np.zeros((0, 2))
     if kind == "rotation":
         ids, uv = visible_points(scene.points[source.point_ids], view, camera, None)
@@ -313,10 +378,11 @@ def _visibility(
     return visible_points(scene.points, view, camera, rendered.depth)
 
 
-def _check(out: Path, expected_train: int) -> None:
-    """The written dataset must read back with every training frame."""
+def _check(out: Path, options: Mapping[str, Any], expected_train: int, test: list[Frame]) -> None:
+    """The written dataset must read back (with DATA's options) with every training frame and
+    DATA's `test` frames."""
     try:
-        scene = load_scene(out)
+        scene = load_scene(out, **options)
     except DatasetError as error:
         raise RuntimeError(f"the augmented dataset does not read back: {error}") from error
     got = len(scene.split("train"))
@@ -324,3 +390,5 @@ def _check(out: Path, expected_train: int) -> None:
         raise RuntimeError(
             f"the augmented dataset reads {got} training frames, not {expected_train}"
         )
+    if [f.name for f in scene.split("test")] != [f.name for f in test]:
+        raise RuntimeError("the augmented dataset's test frames are not DATA's")

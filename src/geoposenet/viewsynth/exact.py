@@ -56,11 +56,14 @@ def as_camera(camera: Intrinsics) -> Camera:
 
 class ExactRenderer:
     """Renders the room of `root` (a `geoposenet synth` output, any format) for views derived
-    from `train_frames` (the frames the views' `source` indices refer to)."""
+    from `train_frames` (the frames the views' `source` indices refer to). `metres_per_unit`:
+    the scale the scene was read with (COLMAP, nerfstudio --scale): views and depths are in
+    the scaled units, the room in its own."""
 
     name = "exact"
 
-    def __init__(self, root: Path, train_frames: list[Frame]) -> None:
+    def __init__(self, root: Path, train_frames: list[Frame], metres_per_unit: float = 1.0) -> None:
+        self.scale = metres_per_unit
         marker = room_marker(root)
         if marker is None:
             raise DatasetError(root, "the exact renderer needs the built-in room (no synth.json)")
@@ -94,12 +97,13 @@ class ExactRenderer:
     def _pose(self, view: View) -> tuple[np.ndarray, np.ndarray, int | None]:
         """The pose to cast through, and the source frame's noise seed when the view is at it."""
         number, index, centre, rotation = self.sources[view.source]
-        same = np.abs(view.centre - centre).max() <= POSE_MATCH and (
+        own = view.centre / self.scale  # the room's units
+        same = np.abs(own - centre).max() <= POSE_MATCH and (
             np.abs(view.cam_from_world - rotation).max() <= POSE_MATCH
         )
         if same:
             return centre, rotation, noise_seed(self.seed, number, index)
-        return view.centre, view.cam_from_world, None
+        return own, view.cam_from_world, None
 
     def render(self, view: View, camera: Intrinsics) -> Rendered:
         """The room seen from `view` through `camera`: every pixel valid, exact depth."""
@@ -113,13 +117,13 @@ class ExactRenderer:
             colour = render_colour(self.room, face, hits)
             image = expose(colour, sequence_gain(self.seed, number), self.preset.noise, seed)
         valid = np.ones(image.shape[:2], dtype=bool)
-        return Rendered(image, valid, depth.numpy())
+        return Rendered(image, valid, depth.numpy() * np.float32(self.scale))
 
     def render_depth(self, view: View, camera: Intrinsics) -> Rendered:
         """Exact depth of `view` through `camera` (image empty)."""
         centre, rotation, _ = self._pose(view)
         with one_thread():
-            depth = self._caster(camera).cast(centre, rotation)[0].numpy()
+            depth = self._caster(camera).cast(centre, rotation)[0].numpy() * np.float32(self.scale)
         return Rendered(np.zeros((0, 0, 3), np.uint8), np.ones(depth.shape, bool), depth)
 
 

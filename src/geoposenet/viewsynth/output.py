@@ -7,45 +7,63 @@ copies) plus synthesised sequences in DATA's own format, appended to its trainin
 - Cambridge: sequences `synthetic-1`, ... with `frameNNNNN.png`, appended to dataset_train.txt;
   when DATA has a reconstruction.nvm, every synthesised frame becomes a camera of its first model
   observing the 3D points visible in the view.
-Both list the synthesised sequences in augment.json (see `geoposenet.readers._augmented`).
+- COLMAP: images `synthetic-1/frameNNNNN.png` in the image folder (`images/`, or the --images
+  one), each a new registered image of the model observing the 3D points visible in the view,
+  and appended to train.txt when DATA has one (`viewsynth.reconstruction`).
+- nerfstudio: images `<folder>/synthetic-1/frameNNNNN.png` (<folder>: the first folder of DATA's
+  file paths, e.g. `images`, replaced by the --images one on disk), appended to transforms.json's
+  frames and, when DATA has it, train_filenames.
+All list the synthesised sequences in augment.json (see `geoposenet.readers._augmented`). A file
+of DATA that changes is replaced by a new file in AUG, never written through its hard link.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from geoposenet.errors import InputError
 from geoposenet.readers._augmented import MARKER
+from geoposenet.scene import Intrinsics
 from geoposenet.synthetic.writers import write_png
 
 SEQUENCE_LENGTH = 1000
 FIRST_7SCENES_SEQUENCE = 901
 PARTIAL = ".augment-partial"
-FORMATS = ("7scenes", "cambridge")
+FORMATS = ("7scenes", "cambridge", "colmap", "nerfstudio")
 
 
 @dataclass
 class SynthFrame:
-    """A written synthesised frame: its name (relative to the root), pose (centre (3,) world,
-    quaternion (4,) world -> camera wxyz), focal length (px) and principal point of its image,
-    the training frame it came from, its coverage, and the ids of the scene's 3D points it sees
-    with their pixel coordinates (k, 2) (centres at +0.5)."""
+    """A written synthesised frame: its name (as the reader names frames), pose (centre (3,)
+    world, in the scene's units as read, i.e. metres with a scale; quaternion (4,) world ->
+    camera wxyz), the intrinsics it was rendered with, the training frame it came from, its
+    coverage, and the ids of the scene's 3D points it sees with their pixel coordinates (k, 2)
+    (centres at +0.5)."""
 
     name: str
     sequence: str
     centre: np.ndarray
     quaternion: np.ndarray
-    focal: float
-    principal: tuple[float, float]
+    camera: Intrinsics
     source: str
     coverage: float
     point_ids: np.ndarray
     uv: np.ndarray
+
+    @property
+    def focal(self) -> float:
+        """Focal length in pixels (fx)."""
+        return self.camera.fx
+
+    @property
+    def principal(self) -> tuple[float, float]:
+        """Principal point (cx, cy) in pixels."""
+        return self.camera.cx, self.camera.cy
 
 
 def prepare(out: Path, data: Path) -> None:
@@ -61,7 +79,7 @@ def prepare(out: Path, data: Path) -> None:
             raise InputError(f"--out {out} is not empty and holds no augmented dataset")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / PARTIAL).write_text("geoposenet augment: incomplete until augment.json exists\n")
+    (out / PARTIAL).write_text("geoposenet augment: incomplete while this file exists\n")
 
 
 def copy_dataset(data: Path, out: Path) -> None:
@@ -86,6 +104,13 @@ def replace_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def append_lines(path: Path, lines: list[str]) -> None:
+    """Replace the text file `path` by itself plus `lines` (see `replace_text`)."""
+    text = path.read_text(encoding="utf-8")
+    text += "" if text.endswith("\n") or not text else "\n"
+    replace_text(path, text + "".join(line + "\n" for line in lines))
+
+
 def sequence_names(fmt: str, count: int, existing: set[str]) -> list[str]:
     """Names of `count` new training sequences in format `fmt`, unused in `existing`."""
     names: list[str] = []
@@ -98,53 +123,113 @@ def sequence_names(fmt: str, count: int, existing: set[str]) -> list[str]:
     return names
 
 
-def frame_name(fmt: str, sequence: str, index: int) -> str:
-    """The image path (relative to the root) of frame `index` (0-based) of `sequence`."""
+def frame_name(fmt: str, sequence: str, index: int, folder: str = "") -> str:
+    """The frame name (as the reader names frames) of frame `index` (0-based) of `sequence`;
+    `folder`: nerfstudio's first folder of the file paths (see `name_folder`)."""
     if fmt == "7scenes":
         return f"{sequence}/frame-{index:06d}.color.png"
-    return f"{sequence}/frame{index + 1:05d}.png"
+    name = f"{sequence}/frame{index + 1:05d}.png"
+    return f"{folder}/{name}" if folder else name
+
+
+def name_folder(fmt: str, names: list[str]) -> str:
+    """nerfstudio: the first folder of most of `names` (the training frames' file paths, e.g.
+    'images'), '' when they have none; '' for the other formats."""
+    firsts = [name.split("/")[0] for name in names if "/" in name]
+    if fmt != "nerfstudio" or len(firsts) * 2 < len(names):
+        return ""
+    return max(sorted(set(firsts)), key=firsts.count)
+
+
+def image_file(root: Path, fmt: str, name: str, images: str | None) -> Path:
+    """The image file of the frame called `name` in the dataset at `root`, as the reader finds
+    it: COLMAP names are relative to the image folder (`images` or the --images one);
+    nerfstudio's --images folder replaces the name's first folder; others are below `root`."""
+    if fmt == "colmap":
+        return root / (images or "images") / name
+    if fmt == "nerfstudio" and images is not None:
+        parts = name.split("/")
+        return root.joinpath(images, *(parts[1:] or parts))
+    return root / name
+
+
+def sequence_folders(root: Path, fmt: str, folder: str, images: str | None) -> set[str]:
+    """Names of the folders where new sequence folders would go (none may be reused)."""
+    parent = image_file(root, fmt, frame_name(fmt, "s", 0, folder), images).parent.parent
+    try:
+        return {path.name for path in parent.iterdir() if path.is_dir()}
+    except OSError:
+        return set()
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the synthesised frames of the dataset at `root` go: their names (see
+    `frame_name`; `folder`: nerfstudio's first folder) and files (`images`: the --images
+    folder, relative to `root`)."""
+
+    root: Path
+    fmt: str
+    folder: str = ""
+    images: str | None = None
+
+    def name(self, sequence: str, index: int) -> str:
+        """The name of frame `index` (0-based) of `sequence`."""
+        return frame_name(self.fmt, sequence, index, self.folder)
+
+    def file(self, name: str) -> Path:
+        """The image file of the frame called `name`."""
+        return image_file(self.root, self.fmt, name, self.images)
 
 
 def write_frame(
-    root: Path,
+    file: Path,
     fmt: str,
-    name: str,
     image: np.ndarray,
     depth_m: np.ndarray | None,
     centre: np.ndarray,
     cam_from_world: np.ndarray,
 ) -> None:
-    """Write one frame's files: the image, and for 7-Scenes its pose and (if any) depth map."""
-    write_png(root / name, image)
+    """Write one frame's files: the image `file`, and for 7-Scenes its pose and (if any) depth
+    map beside it."""
+    write_png(file, image)
     if fmt != "7scenes":
         return
-    stem = name.removesuffix(".color.png")
+    stem = file.name.removesuffix(".color.png")
     if depth_m is not None:
         depth_mm = np.where(np.isfinite(depth_m) & (depth_m > 0), np.round(depth_m * 1000), 0)
-        write_png(root / f"{stem}.depth.png", np.minimum(depth_mm, 65534).astype(np.uint16))
+        write_png(file.with_name(f"{stem}.depth.png"),
+                  np.minimum(depth_mm, 65534).astype(np.uint16))  # fmt: skip
     world_from_cam = np.eye(4)
     world_from_cam[:3, :3] = cam_from_world.T
     world_from_cam[:3, 3] = centre
     rows = ["\t".join(f"{v:.12e}" for v in row) for row in world_from_cam]
-    (root / f"{stem}.pose.txt").write_text("\n".join(rows) + "\n")
+    file.with_name(f"{stem}.pose.txt").write_text("\n".join(rows) + "\n")
 
 
-def finish(root: Path, fmt: str, frames: list[SynthFrame]) -> None:
-    """Append the synthesised sequences to the training split (and the NVM model)."""
+def finish(
+    root: Path, fmt: str, frames: list[SynthFrame], metres_per_unit: float | None = None
+) -> None:
+    """Append the synthesised sequences to the training split (and the NVM or COLMAP model).
+    `metres_per_unit`: the scale DATA was read with (COLMAP, nerfstudio): the poses are
+    written back in DATA's own units."""
     sequences = sorted({f.sequence for f in frames})
-    if fmt == "7scenes":
-        path = root / "TrainSplit.txt"
-        text = path.read_text(encoding="utf-8")
-        text += "" if text.endswith("\n") or not text else "\n"
-        replace_text(path, text + "".join(f"sequence{int(s[4:])}\n" for s in sequences))
+    if fmt in ("colmap", "nerfstudio"):
+        from geoposenet.viewsynth import reconstruction
+
+        unscaled = [replace(f, centre=f.centre / (metres_per_unit or 1.0)) for f in frames]
+        if fmt == "colmap":
+            reconstruction.extend_colmap(root, unscaled)
+        else:
+            reconstruction.extend_nerfstudio(root, unscaled)
         return
-    path = root / "dataset_train.txt"
-    text = path.read_text(encoding="utf-8")
-    text += "" if text.endswith("\n") or not text else "\n"
-    lines = [
-        f"{f.name} " + " ".join(f"{v:.12f}" for v in [*f.centre, *f.quaternion]) for f in frames
-    ]
-    replace_text(path, text + "\n".join(lines) + "\n")
+    if fmt == "7scenes":
+        append_lines(root / "TrainSplit.txt", [f"sequence{int(s[4:])}" for s in sequences])
+        return
+    append_lines(
+        root / "dataset_train.txt",
+        [f"{f.name} " + " ".join(f"{v:.12f}" for v in [*f.centre, *f.quaternion]) for f in frames],
+    )
     if (root / "reconstruction.nvm").is_file():
         extend_nvm(root / "reconstruction.nvm", frames)
 
