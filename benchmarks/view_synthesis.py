@@ -7,7 +7,9 @@ jitter 0.2, learned weighting, 30 epochs, no validation split) on the room in 7-
   RENDERER-N-BUDGET  the same plus N views by RENDERER (exact, depth, rotation) from
                      `geoposenet augment`, trained for the same number of optimiser steps as
                      the original (epochs scaled by 1000 / (1000 + N), rounded) or the same
-                     number of epochs (30: (1000 + N) / 1000 times the steps).
+                     number of epochs (30: (1000 + N) / 1000 times the steps), or as a
+                     second stage ("continue": from the original run's last.pt, 4 epochs at
+                     lr 5e-4 cosine, beside the same second stage on the original frames).
 Every run is one `geoposenet augment`, `train` and `eval` command (printed; a rerun skips what
 is done and resumes an interrupted training). Each row: test medians and accuracies (mean over
 seeds, each seed beside), the oracle nearest training pose of the original training set and of
@@ -51,6 +53,8 @@ from geoposenet.synthetic import synthesize
 
 THRESHOLDS = ("0.25m_2deg", "0.5m_5deg")
 LOG_LOCK = threading.Lock()
+CONTINUE_EPOCHS = 4  # budget "continue": epochs of the second stage, from the original run
+CONTINUE_LR = 5e-4
 
 
 def recipe(preset: str, smoke: bool) -> list[str]:
@@ -96,7 +100,7 @@ def oracle(train_root: Path, test_root: Path) -> dict[str, float]:
 
 def run_name(renderer: str, n: int, budget: str, seed: int) -> str:
     """The folder name of one training run."""
-    return f"{renderer}-{n}-{budget}-s{seed}" if n else f"original-s{seed}"
+    return f"original-s{seed}" if budget == "-" else f"{renderer}-{n}-{budget}-s{seed}"
 
 
 def plan_runs(
@@ -107,6 +111,8 @@ def plan_runs(
     runs = [("original", 0, "-", s) for s in seeds]
     for budget in budgets:
         for seed in seeds:
+            if budget == "continue":  # its control: the same extra epochs on the original frames
+                runs.append(("original", 0, budget, seed))
             runs += [(r, n, budget, seed) for n in views for r in renderers]
     return runs
 
@@ -203,11 +209,18 @@ def main() -> None:
         data = scene_dir if renderer == "original" else out / "data" / f"{renderer}-{n}"
         frames = n_train + n
         run_epochs = epochs if budget != "steps" else max(1, round(epochs * n_train / frames))
+        extra: list[str] = []
+        steps = 0
+        if budget == "continue":  # from the original run's last epoch, a short second stage
+            run_epochs = CONTINUE_EPOCHS
+            first = out / "runs" / run_name("original", 0, "-", seed) / "last.pt"
+            extra = ["--init", str(first), "--lr", f"{CONTINUE_LR:g}", "--warmup-epochs", "0"]
+            steps = epochs * math.ceil(n_train / batch)
         name = run_name(renderer, n, budget, seed)
         folder = out / "runs" / name
         train_s = run(["train", str(data), "--out", str(folder), *recipe(preset, args.smoke),
                        "--epochs", str(run_epochs), "--eval-every", str(run_epochs),
-                       "--seed", str(seed), "--threads", str(args.threads), "--resume"],
+                       "--seed", str(seed), "--threads", str(args.threads), *extra, "--resume"],
                       log)  # fmt: skip
         run(["eval", str(folder / "last.pt"), str(scene_dir), "--out", str(folder / "eval"),
              "--threads", str(args.threads)], log)  # fmt: skip
@@ -215,7 +228,7 @@ def main() -> None:
         with lock:
             results["runs"][name] = {
                 "renderer": renderer, "views": n, "budget": budget, "seed": seed,
-                "epochs": run_epochs, "steps": run_epochs * math.ceil(frames / batch),
+                "epochs": run_epochs, "steps": steps + run_epochs * math.ceil(frames / batch),
                 "train_seconds": round(train_s, 1), "threads": args.threads,
                 "jobs": args.jobs,
                 "median_position_m": metrics["median_position_error_m"],
@@ -238,7 +251,8 @@ def table(results: dict[str, Any]) -> str:
     groups: dict[tuple[str, int, str], list[dict[str, Any]]] = {}
     for r in results["runs"].values():
         groups.setdefault((r["renderer"], r["views"], r["budget"]), []).append(r)
-    budgets, kinds = ["-", "steps", "epochs"], ["original", "exact", "depth", "rotation"]
+    budgets = ["-", "steps", "epochs", "continue"]
+    kinds = ["original", "exact", "depth", "rotation"]
     groups = dict(
         sorted(
             groups.items(), key=lambda g: (budgets.index(g[0][2]), kinds.index(g[0][0]), g[0][1])
