@@ -202,3 +202,20 @@ def test_augment_refuses_bad_input_and_writes_nothing(
         assert expected in capsys.readouterr().err
         assert not out.exists() or out == busy
     assert (busy / "keep.txt").read_text() == "mine" and len(list(busy.iterdir())) == 1
+
+
+def test_augment_reuses_a_complete_output_of_the_same_command(
+    tiny_scene_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "aug"
+    assert augment_cli(tiny_scene_dir, out, "--views", "5") == 0
+    first = (out / "augment.json").stat().st_mtime_ns
+    capsys.readouterr()
+    assert augment_cli(tiny_scene_dir, out, "--views", "5") == 0
+    assert "reused" in capsys.readouterr().out
+    assert (out / "augment.json").stat().st_mtime_ns == first
+    assert augment_cli(tiny_scene_dir, out, "--views", "5", "--seed", "1") == 0  # another request
+    assert json.loads((out / "augment.json").read_text())["seed"] == 1
+    (out / ".augment-partial").write_text("interrupted")  # an unfinished output is redone
+    assert augment_cli(tiny_scene_dir, out, "--views", "5", "--seed", "1") == 0
+    assert "reused" not in capsys.readouterr().out and not (out / ".augment-partial").exists()

@@ -64,8 +64,14 @@ class AugmentReport:
     seconds: float
     render_seconds: float
     options: dict[str, Any]
+    reused: bool = False
 
     def describe(self) -> str:
+        if self.reused:
+            return (
+                f"{self.root}: reused, complete for this command ({self.original_train} "
+                f"original + {self.views} synthesised training frames, {self.renderer} renderer)"
+            )
         rate = self.views / self.render_seconds if self.render_seconds else 0.0
         flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in sorted(self.options.items()))
         return (
@@ -163,6 +169,19 @@ def augment(
     if not 0 <= min_coverage <= 1:
         raise InputError(f"--min-coverage: expected a fraction in [0, 1], got {min_coverage}")
     images = _image_folder(data, options.get("images"))
+    limits = limits or Limits()
+    request = {
+        "source": str(data.resolve()),
+        "dataset_options": {k: str(v) if isinstance(v, Path) else v for k, v in options.items()},
+        "views": views,
+        "renderer": renderer,
+        "limits": asdict(limits),
+        "seed": seed,
+        "min_coverage": min_coverage,
+    }
+    earlier_output = _complete(Path(out), request)
+    if earlier_output is not None:
+        return earlier_output
     scene = load_scene(data, **options)
     if scene.format not in output.FORMATS:
         raise InputError(
@@ -177,7 +196,6 @@ def augment(
     kind = choose_renderer(renderer, scene, scene.split("train"))
     # the frames new views derive from: for depth fusion, those with a depth map
     train = [f for f in scene.split("train") if kind != "depth" or depth_path(f) is not None]
-    limits = limits or Limits()
     if kind == "rotation":
         limits = replace(limits, rotation_only=True)
     cameras = SceneCameras(scene)
@@ -201,6 +219,10 @@ def augment(
         sequences = sorted({f.sequence for f in written})
         earlier = synthetic_sequences(data, Problems(strict=True))
         marker = {
+            "request": request,
+            "format": scene.format,
+            "original_train": len(scene.split("train")),
+            "coverage_median": float(np.median([f.coverage for f in written])),
             "synthetic_sequences": sorted(earlier | set(sequences)),
             "source": str(data.resolve()),
             "dataset_options": {
@@ -239,6 +261,26 @@ def augment(
         render_seconds,
         options,
     )
+
+
+def _complete(out: Path, request: dict[str, Any]) -> AugmentReport | None:
+    """The report of a complete earlier output in `out` of the same request (same DATA,
+    dataset options, views, renderer, limits, seed and coverage), else None."""
+    path = out / MARKER
+    if not path.is_file() or (out / output.PARTIAL).exists():
+        return None
+    try:
+        marker = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(marker, dict) or marker.get("request") != request:
+        return None
+    return AugmentReport(
+        out.resolve(), Path(request["source"]), marker["format"], marker["renderer"],
+        marker["views"], marker["original_train"], marker["synthetic_sequences"],
+        marker["rejected"], marker["coverage_median"], 0.0, 0.0,
+        dict(request["dataset_options"]), reused=True,
+    )  # fmt: skip
 
 
 def _image_folder(data: Path, images: str | Path | None) -> str | None:
