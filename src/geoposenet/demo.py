@@ -1,9 +1,12 @@
 """`geoposenet demo`: the paper's recipe end to end on the built-in synthetic room.
 
-render `room` (cached) -> train with learned weighting (eq. 4) -> fine-tune with the
-reprojection loss (eq. 7) -> evaluate both stages on the test sequences against two reference
-rows (mean training pose, oracle nearest training pose) -> table and report with plots.
-Re-running continues unfinished stages (resumed exactly) and reuses finished ones.
+render `room` (cached) -> train with learned weighting (eq. 4) -> [when the plan has views:
+render that many new views with the room's exact renderer (`geoposenet augment`, cached) and
+train a short second stage on the original plus synthesised frames] -> fine-tune with the
+reprojection loss (eq. 7) -> evaluate every stage on the test sequences against the reference
+rows (mean training pose, oracle nearest training pose, of the synthesised set too) -> table
+and report with plots. Re-running continues unfinished stages (resumed exactly) and reuses
+finished ones.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from geoposenet.scene import Scene
 
 @dataclass(frozen=True)
 class DemoPlan:
-    """The two training stages' settings for one synthetic preset (CPU-sized)."""
+    """The training stages' settings for one synthetic preset (CPU-sized)."""
 
     resize: int
     crop: tuple[int, int]
@@ -40,12 +43,16 @@ class DemoPlan:
     finetune_epochs: int
     finetune_lr: float
     jitter: float
+    views: int = 0  # synthesised views for the second stage (0: no such stage)
+    views_epochs: int = 4
+    views_lr: float = 5e-4
 
 
 PLANS = {
     "room": DemoPlan(96, (96, 128), 32, 30, 2e-3, 2, 2e-5, 0.2),
-    "tiny": DemoPlan(48, (48, 64), 8, 2, 1e-3, 1, 1e-4, 0.2),
+    "tiny": DemoPlan(48, (48, 64), 8, 2, 1e-3, 1, 1e-4, 0.2, views=10, views_epochs=1),
 }
+VIEWS_NAME = "+ {views} synthesised views (exact renderer), {epochs} more epoch(s)"
 
 
 def stage_configs(
@@ -55,9 +62,12 @@ def stage_configs(
     backbone: str,
     pretrained: str,
     options: dict[str, Any] | None = None,
-) -> tuple[TrainConfig, TrainConfig]:
-    """Stage 1 (learned weighting) and stage 2 (reprojection fine-tuning from stage 1): the
-    `cpu` preset with the plan's settings; `options` (device, threads, progress) as given."""
+    augmented_dir: Path | None = None,
+) -> list[TrainConfig]:
+    """Stage 1 (learned weighting), with `augmented_dir` a second stage on the original plus
+    synthesised frames (from stage 1), and the last stage (reprojection fine-tuning from the
+    one before): the `cpu` preset with the plan's settings; `options` (device, threads,
+    progress) as given."""
     first = resolve_config(
         "cpu",
         data=str(scene_dir),
@@ -77,21 +87,40 @@ def stage_configs(
         val="none",  # the demo chooses no model (it reports the last epoch): train on every walk
         **(options or {}),
     )
-    second = replace(
-        first,
-        out=str(out / "stage2-reprojection"),
-        loss="reprojection",
-        init=str(out / "stage1-learned" / "last.pt"),
-        epochs=plan.finetune_epochs,
-        lr=plan.finetune_lr,
-        warmup_epochs=0,
-        eval_every=plan.finetune_epochs,
+    stages = [first]
+    if augmented_dir is not None:
+        stages.append(
+            replace(
+                first,
+                data=str(augmented_dir),
+                out=str(out / "stage1b-synthesised-views"),
+                init=str(out / "stage1-learned" / "last.pt"),
+                epochs=plan.views_epochs,
+                lr=plan.views_lr,
+                warmup_epochs=0,
+                eval_every=plan.views_epochs,
+            )
+        )
+    stages.append(
+        replace(
+            first,
+            out=str(out / "stage2-reprojection"),
+            loss="reprojection",
+            init=str(Path(stages[-1].out) / "last.pt"),
+            epochs=plan.finetune_epochs,
+            lr=plan.finetune_lr,
+            warmup_epochs=0,
+            eval_every=plan.finetune_epochs,
+        )
     )
-    return first, second
+    return stages
 
 
-def baseline_errors(scene: Scene) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Position (m) and rotation (deg) errors of the two reference rows on the test frames."""
+def baseline_errors(
+    scene: Scene, augmented: Scene | None = None
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Position (m) and rotation (deg) errors of the reference rows on the test frames (and the
+    oracle over `augmented`'s training frames, original and synthesised, when given)."""
     train, test = scene.subset("train"), scene.subset("test")
     rows = {}
     centre, quaternion = mean_pose(train.centres, train.quaternions, len(test.frames))
@@ -102,6 +131,14 @@ def baseline_errors(scene: Scene) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     rows["oracle nearest training pose"] = pose_errors(
         centre, quaternion, test.centres, test.quaternions
     )
+    if augmented is not None:
+        both = augmented.subset("train")
+        centre, quaternion, _ = nearest_training_pose(
+            both.centres, both.quaternions, test.centres, test.quaternions
+        )
+        rows["oracle nearest training pose, synthesised views included"] = pose_errors(
+            centre, quaternion, test.centres, test.quaternions
+        )
     return rows
 
 
@@ -143,9 +180,19 @@ def run_demo(
     print(synthesize(scene_dir, preset=preset, format="cambridge", seed=0).describe(), flush=True)
     scene = load_scene(scene_dir)
     plan = PLANS[preset]
+    augmented_dir, augmented = None, None
+    if plan.views:
+        from geoposenet.viewsynth.augment import augment
+
+        augmented_dir = cache_root() / "scenes" / f"{preset}-seed0-cambridge-exact{plan.views}"
+        print(augment(scene_dir, augmented_dir, plan.views, "exact", progress=progress).describe())
+        augmented = load_scene(augmented_dir)
     options = {"device": device, "threads": threads, "progress": progress}
-    stages = stage_configs(scene_dir, out, plan, backbone, pretrained, options)
-    names = ("PoseNet, learned weighting (eq. 4)", "+ fine-tuned with reprojection (eq. 7)")
+    stages = stage_configs(scene_dir, out, plan, backbone, pretrained, options, augmented_dir)
+    names = ["PoseNet, learned weighting (eq. 4)"]
+    if plan.views:
+        names.append(VIEWS_NAME.format(views=plan.views, epochs=plan.views_epochs))
+    names.append("+ fine-tuned with reprojection (eq. 7)")
     errors: dict[str, FrameErrors] = {}
     for name, config in zip(names, stages, strict=True):
         stage_start = time.perf_counter()
@@ -165,7 +212,7 @@ def run_demo(
         print(f"   done in {time.perf_counter() - stage_start:.0f} s", flush=True)
 
     rows: dict[str, dict[str, Any]] = {}
-    for name, (pos, rot) in baseline_errors(scene).items():
+    for name, (pos, rot) in baseline_errors(scene, augmented).items():
         rows[name] = summarize(pos, rot)
     for name, frame in errors.items():
         rows[name] = summarize(frame.position_error_m, frame.rotation_error_deg, frame.sequences)
@@ -184,21 +231,34 @@ def run_demo(
     return rows
 
 
-def _report(
-    scene: Scene, stages: tuple[TrainConfig, TrainConfig], table: str, seconds: float
-) -> str:
-    first, second = stages
+def _report(scene: Scene, stages: list[TrainConfig], table: str, seconds: float) -> str:
+    first, last = stages[0], stages[-1]
     counts = {split: len(scene.split(split)) for split in ("train", "test")}
+    steps = [
+        f"1. Learned weighting (eq. 4): {first.epochs} epochs, Adam lr {first.lr:g} (cosine), "
+        f"batch {first.batch_size}, colour jitter {first.jitter}."
+    ]
+    if len(stages) == 3:
+        views = stages[1]
+        steps.append(
+            f"2. Synthesised views: the room's exact renderer at new poses near the training "
+            f"cameras (`geoposenet augment`), then {views.epochs} more epochs from stage 1 on "
+            f"the original and synthesised frames, lr {views.lr:g} (cosine)."
+        )
+    steps.append(
+        f"{len(steps) + 1}. Fine-tuning with the reprojection loss (eq. 7) from the stage before: "
+        f"{last.epochs} epochs, lr {last.lr:g}."
+    )
+    curves = "\n\n".join(
+        f"![training, {Path(c.out).name}](training-{Path(c.out).name}.png)" for c in stages
+    )
     return f"""# geoposenet demo
 
 Scene: synthetic `{scene.name}` ({counts["train"]} training and {counts["test"]} test frames,
 test sequences walk new paths through the same room). Backbone `{first.backbone}`
 (pretrained: {first.pretrained}), input {first.crop[0]}x{first.crop[1]} px.
 
-1. Learned weighting (eq. 4): {first.epochs} epochs, Adam lr {first.lr:g} (cosine), batch
-   {first.batch_size}, colour jitter {first.jitter}.
-2. Fine-tuning with the reprojection loss (eq. 7) from stage 1: {second.epochs} epochs,
-   lr {second.lr:g}.
+{chr(10).join(steps)}
 
 Errors on the test sequences, at the last epoch of each stage. The demo chooses no model, so it
 holds out no validation split (`--val none`) and trains on every training walk; the test split
@@ -218,11 +278,9 @@ Top-down view of the test sequences: ground truth, predictions and the error of 
 
 ![cdf](cdf.png)
 
-Cumulative distributions of position and rotation errors of both stages.
+Cumulative distributions of position and rotation errors of every stage.
 
-![training, stage 1](training-stage1-learned.png)
-
-![training, stage 2](training-stage2-reprojection.png)
+{curves}
 
 Training curves: loss and its parts, learned s_x and s_q, test medians.
 """
