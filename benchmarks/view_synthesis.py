@@ -213,7 +213,10 @@ def main() -> None:
         steps = 0
         if budget == "continue":  # from the original run's last epoch, a short second stage
             run_epochs = CONTINUE_EPOCHS
-            first = out / "runs" / run_name("original", 0, "-", seed) / "last.pt"
+            original = run_name("original", 0, "-", seed)
+            while original not in results["runs"]:  # the original run is still training
+                time.sleep(10)
+            first = out / "runs" / original / "last.pt"
             extra = ["--init", str(first), "--lr", f"{CONTINUE_LR:g}", "--warmup-epochs", "0"]
             steps = epochs * math.ceil(n_train / batch)
         name = run_name(renderer, n, budget, seed)
