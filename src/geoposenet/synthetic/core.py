@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from geoposenet.baselines import ANGLE_PER_METRE
 from geoposenet.cache import atomic_write_text
 from geoposenet.errors import InputError
 from geoposenet.geometry import matrix_to_quaternion_np
@@ -37,7 +38,6 @@ from geoposenet.synthetic.writers import (
 VERSION = 1
 MARKER = "synth.json"
 PARTIAL = ".synth-partial"
-ANGLE_PER_METRE = 25.0  # degrees weighing as much as one metre in the nearest-pose distance
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from geoposenet.baselines import ANGLE_PER_METRE
 from geoposenet.errors import DatasetError, InputError
 from geoposenet.geometry import quaternion_to_matrix_np
 from geoposenet.images import decode_image
@@ -49,7 +50,6 @@ from geoposenet.viewsynth.cameras import (
 )
 from geoposenet.viewsynth.views import Rendered, View
 
-ANGLE_PER_METRE = 25.0  # degrees weighing as much as one metre in the nearest-frame distance
 NEAR_M = 0.05  # points closer to the target camera than this are not drawn
 EMPTY_GREY = 128.0  # the filler colour of an image without any covered pixel
 BLEND_EPS = 0.02  # metres (+ degrees / 25): a source this close to the view counts as exact

@@ -30,12 +30,12 @@ from dataclasses import dataclass, fields
 import numpy as np
 from scipy.spatial import cKDTree
 
+from geoposenet.baselines import ANGLE_PER_METRE
 from geoposenet.geometry import quaternion_to_matrix_np
 from geoposenet.scene import Frame
 from geoposenet.viewsynth.limits import Limits
 from geoposenet.viewsynth.views import View
 
-ANGLE_PER_METRE = 25.0  # degrees weighing as much as one metre (synthetic.core.difficulty)
 ATTEMPTS_PER_VIEW = 50  # candidates drawn per wanted view before giving up
 SALT = 7302  # keeps the sampler's random streams apart from other users of the same seed
 
