@@ -135,8 +135,9 @@ def test_demo_on_tiny_writes_table_and_report(
     printed = capsys.readouterr().out
     assert "oracle nearest training pose" in printed and "mean training pose" in printed
     rows = json.loads((out / "metrics.json").read_text())
-    assert len(rows) == 6  # 3 reference rows, 3 stages: the tiny plan synthesises 10 views
-    assert "+ 10 synthesised views (exact renderer), 1 more epoch(s)" in rows
+    assert len(rows) == 7  # 3 reference rows, 4 stages: the tiny plan synthesises 10 views
+    assert "+ 1 more epoch(s) with 10 synthesised views (exact renderer)" in rows
+    assert "+ 1 more epoch(s) on the original frames (control)" in rows
     assert "oracle nearest training pose, synthesised views included" in rows
     report = (out / "report.md").read_text()
     for image in ("trajectory.png", "cdf.png", "training-stage1-learned.png",
@@ -208,7 +209,7 @@ def test_demo_interrupted_says_rerun_demo_and_continues(
     assert f"Continue with: geoposenet demo --out {out}" in err and "train --resume" not in err
     monkeypatch.undo()
     assert main(args) == 0  # continues the interrupted stage
-    assert len(json.loads((out / "metrics.json").read_text())) == 6
+    assert len(json.loads((out / "metrics.json").read_text())) == 7
     records = [
         json.loads(x) for x in (out / "stage1-learned" / "log.jsonl").read_text().splitlines()
     ]

@@ -49,10 +49,11 @@ class DemoPlan:
 
 
 PLANS = {
-    "room": DemoPlan(96, (96, 128), 32, 30, 2e-3, 2, 2e-5, 0.2),
+    "room": DemoPlan(96, (96, 128), 32, 30, 2e-3, 2, 2e-5, 0.2, views=3000, views_epochs=2),
     "tiny": DemoPlan(48, (48, 64), 8, 2, 1e-3, 1, 1e-4, 0.2, views=10, views_epochs=1),
 }
-VIEWS_NAME = "+ {views} synthesised views (exact renderer), {epochs} more epoch(s)"
+CONTROL_NAME = "+ {epochs} more epoch(s) on the original frames (control)"
+VIEWS_NAME = "+ {epochs} more epoch(s) with {views} synthesised views (exact renderer)"
 
 
 def stage_configs(
@@ -64,10 +65,11 @@ def stage_configs(
     options: dict[str, Any] | None = None,
     augmented_dir: Path | None = None,
 ) -> list[TrainConfig]:
-    """Stage 1 (learned weighting), with `augmented_dir` a second stage on the original plus
-    synthesised frames (from stage 1), and the last stage (reprojection fine-tuning from the
-    one before): the `cpu` preset with the plan's settings; `options` (device, threads,
-    progress) as given."""
+    """Stage 1 (learned weighting); with `augmented_dir` the same short second stage from stage
+    1 twice, on the original frames only (the control: what more epochs alone give) and on the
+    original plus synthesised frames; the last stage (reprojection fine-tuning from the one
+    before): the `cpu` preset with the plan's settings; `options` (device, threads, progress)
+    as given."""
     first = resolve_config(
         "cpu",
         data=str(scene_dir),
@@ -89,17 +91,18 @@ def stage_configs(
     )
     stages = [first]
     if augmented_dir is not None:
+        more = replace(
+            first,
+            out=str(out / "stage1b-control"),
+            init=str(out / "stage1-learned" / "last.pt"),
+            epochs=plan.views_epochs,
+            lr=plan.views_lr,
+            warmup_epochs=0,
+            eval_every=plan.views_epochs,
+        )
+        stages.append(more)
         stages.append(
-            replace(
-                first,
-                data=str(augmented_dir),
-                out=str(out / "stage1b-synthesised-views"),
-                init=str(out / "stage1-learned" / "last.pt"),
-                epochs=plan.views_epochs,
-                lr=plan.views_lr,
-                warmup_epochs=0,
-                eval_every=plan.views_epochs,
-            )
+            replace(more, data=str(augmented_dir), out=str(out / "stage1b-synthesised-views"))
         )
     stages.append(
         replace(
@@ -191,6 +194,7 @@ def run_demo(
     stages = stage_configs(scene_dir, out, plan, backbone, pretrained, options, augmented_dir)
     names = ["PoseNet, learned weighting (eq. 4)"]
     if plan.views:
+        names.append(CONTROL_NAME.format(epochs=plan.views_epochs))
         names.append(VIEWS_NAME.format(views=plan.views, epochs=plan.views_epochs))
     names.append("+ fine-tuned with reprojection (eq. 7)")
     errors: dict[str, FrameErrors] = {}
@@ -238,12 +242,13 @@ def _report(scene: Scene, stages: list[TrainConfig], table: str, seconds: float)
         f"1. Learned weighting (eq. 4): {first.epochs} epochs, Adam lr {first.lr:g} (cosine), "
         f"batch {first.batch_size}, colour jitter {first.jitter}."
     ]
-    if len(stages) == 3:
-        views = stages[1]
+    if len(stages) == 4:
+        views = stages[2]
         steps.append(
             f"2. Synthesised views: the room's exact renderer at new poses near the training "
             f"cameras (`geoposenet augment`), then {views.epochs} more epochs from stage 1 on "
-            f"the original and synthesised frames, lr {views.lr:g} (cosine)."
+            f"the original and synthesised frames, lr {views.lr:g} (cosine); the control row "
+            f"trains the same epochs on the original frames only."
         )
     steps.append(
         f"{len(steps) + 1}. Fine-tuning with the reprojection loss (eq. 7) from the stage before: "
