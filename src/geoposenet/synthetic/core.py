@@ -24,6 +24,7 @@ from geoposenet.baselines import ANGLE_PER_METRE
 from geoposenet.cache import atomic_write_text
 from geoposenet.errors import InputError
 from geoposenet.geometry import matrix_to_quaternion_np
+from geoposenet.scene import Intrinsics
 from geoposenet.synthetic.render import Camera, Caster, expose, render_colour
 from geoposenet.synthetic.room import Room, build_room, sample_points
 from geoposenet.synthetic.trajectory import walk
@@ -115,24 +116,27 @@ def difficulty(
 
 
 def visible(
-    camera: Camera,
-    depth: torch.Tensor,
     points: np.ndarray,
     centre: np.ndarray,
     rotation: np.ndarray,
+    camera: Intrinsics,
+    depth: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Ids (k,) and pixel coordinates (k, 2) of the points in front of the camera, inside the
-    image and not occluded: depth within 1 cm + 2 % of the rendered depth at their pixel."""
+    """Ids (k,) and pixel coordinates (k, 2) (centres at +0.5) of the world `points` (M, 3) in
+    front of the camera at `centre` (3,) with world -> camera `rotation` (3, 3), inside the
+    image and, when a rendered `depth` (H, W) metres is given (0: unknown), not occluded:
+    within 1 cm + 2 % of the rendered depth at their pixel."""
     cam = (points - centre) @ rotation.T
     z = cam[:, 2]
     front = z > 0.05
-    u = camera.focal * cam[:, 0] / np.where(front, z, 1.0) + camera.cx
-    v = camera.focal * cam[:, 1] / np.where(front, z, 1.0) + camera.cy
+    u = camera.fx * cam[:, 0] / np.where(front, z, 1.0) + camera.cx
+    v = camera.fy * cam[:, 1] / np.where(front, z, 1.0) + camera.cy
     inside = front & (u >= 0) & (u < camera.width) & (v >= 0) & (v < camera.height)
     ids = np.flatnonzero(inside)
-    rendered = depth.numpy()[v[ids].astype(int), u[ids].astype(int)]
-    keep = np.abs(rendered - z[ids]) <= 0.01 + 0.02 * z[ids]
-    ids = ids[keep]
+    if depth is not None:
+        rendered = depth[v[ids].astype(int), u[ids].astype(int)]
+        keep = (rendered > 0) & (np.abs(rendered - z[ids]) <= 0.01 + 0.02 * z[ids])
+        ids = ids[keep]
     return ids, np.stack([u[ids], v[ids]], axis=1)
 
 
@@ -219,6 +223,8 @@ def _render_frames(
     """Render every frame of every sequence and write its files; returns the frame records.
     PNG encoding (zlib releases the GIL) runs in a second thread, overlapping the rendering."""
     camera = p.camera
+    intrinsics = Intrinsics(camera.width, camera.height, camera.focal, camera.focal,
+                            camera.cx, camera.cy)  # fmt: skip
     caster = Caster(room.faces, camera)
     depth_caster = Caster(room.faces, DEPTH_CAMERA) if format == "7scenes" else None
     records: list[FrameRecord] = []
@@ -233,7 +239,7 @@ def _render_frames(
                 depth, face, hits = caster.cast(centre, rotation)
                 colour = render_colour(room, face, hits)
                 image = expose(colour, gain, p.noise, noise_seed(seed, number, index))
-                ids, uv = visible(camera, depth, points, centre, rotation)
+                ids, uv = visible(points, centre, rotation, intrinsics, depth.numpy())
                 record = FrameRecord(number, index, split, centre, rotation, quats[index], ids, uv)
                 depth_m = depth_caster.cast(centre, rotation)[0].numpy() if depth_caster else None
                 job = writer.submit(write_frame_files, out, format, record, image, depth_m)

@@ -37,6 +37,7 @@ from geoposenet.readers._augmented import MARKER, synthetic_sequences
 from geoposenet.readers._common import Problems
 from geoposenet.readers._scale import scale_from_file
 from geoposenet.scene import Frame, Intrinsics, Scene
+from geoposenet.synthetic.core import visible
 from geoposenet.viewsynth import output
 from geoposenet.viewsynth.cameras import SEVENSCENES_DEPTH, SceneCameras, depth_path
 from geoposenet.viewsynth.exact import ExactRenderer, room_marker
@@ -45,7 +46,6 @@ from geoposenet.viewsynth.sampler import FreeSpace, Limits, sample_views
 from geoposenet.viewsynth.views import Rendered, Renderer, View
 
 DRAWS_PER_VIEW = 4  # candidate poses drawn per requested view (low-coverage ones are redrawn)
-VISIBLE_TOLERANCE = (0.01, 0.02)  # a point is visible within 1 cm + 2 % of the rendered depth
 
 
 @dataclass
@@ -125,26 +125,6 @@ def build_renderer(
 
         return DepthRenderer(train, cameras)
     return RotationRenderer(train, cameras)
-
-
-def visible_points(
-    points: np.ndarray, view: View, camera: Intrinsics, depth: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Ids (k,) and pixel coordinates (k, 2) of the world `points` (M, 3) in front of `view`,
-    inside the image and, when a rendered `depth` (H, W) is given, not occluded."""
-    cam = (points - view.centre) @ view.cam_from_world.T
-    z = cam[:, 2]
-    front = z > 0.05
-    safe = np.where(front, z, 1.0)
-    u = camera.fx * cam[:, 0] / safe + camera.cx
-    v = camera.fy * cam[:, 1] / safe + camera.cy
-    inside = front & (u >= 0) & (u < camera.width) & (v >= 0) & (v < camera.height)
-    ids = np.flatnonzero(inside)
-    if depth is not None:
-        seen = depth[v[ids].astype(int), u[ids].astype(int)]
-        near, share = VISIBLE_TOLERANCE
-        ids = ids[(seen > 0) & (np.abs(seen - z[ids]) <= near + share * z[ids])]
-    return ids, np.stack([u[ids], v[ids]], axis=1)
 
 
 def augment(
@@ -415,9 +395,11 @@ def _visibility(
     if scene.format not in ("cambridge", "colmap") or not len(scene.points):
         return np.zeros(0, np.int64), np.zeros((0, 2))
     if kind == "rotation":
-        ids, uv = visible_points(scene.points[source.point_ids], view, camera, None)
+        ids, uv = visible(
+            scene.points[source.point_ids], view.centre, view.cam_from_world, camera, None
+        )
         return source.point_ids[ids], uv
-    return visible_points(scene.points, view, camera, rendered.depth)
+    return visible(scene.points, view.centre, view.cam_from_world, camera, rendered.depth)
 
 
 def _check(out: Path, options: Mapping[str, Any], expected_train: int, test: list[Frame]) -> None:
