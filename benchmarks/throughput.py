@@ -8,12 +8,14 @@
     least `--steps` steps, after one warm-up epoch; one column per loop variant (`--loops`:
     prefetch = the next batch prepared in a background thread, serial = no thread, workersN =
     N DataLoader processes).
+With `--compile`, (a) is also measured with the backbone through torch.compile (default mode;
+the seconds of its first, compiling, warm-up step are printed).
 (a) and every variant of (b) alternate, `--reps` times; the table gives min / median / max of
 each and the ratio of the medians (loop / model), per configuration and --amp mode, with the
 machine (CPU model, cores, torch version) and the peak RSS of the process.
 
     python benchmarks/throughput.py [--configs lite0-demo,mobilenet,cpu,paper] [--steps 30]
-        [--reps 3] [--amp none,bf16] [--loops prefetch,serial] [--threads 2]
+        [--reps 3] [--amp none,bf16] [--loops prefetch,serial] [--threads 2] [--compile]
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import argparse
 import re
 import resource
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +86,7 @@ def main() -> None:
     parser.add_argument("--amp", default="none", help="comma-separated: none, bf16")
     parser.add_argument("--loops", default="prefetch,serial", help="prefetch, serial, workersN")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--compile", action="store_true", help="also time a compiled model")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     names, amps, variants = (args.configs.split(","), args.amp.split(","), args.loops.split(","))
@@ -99,15 +103,27 @@ def main() -> None:
             for amp in amps:
                 folder = Path(tmp) / f"{name}-{amp}"
                 model = ModelOnly(config_for(name, amp, scene, folder / "model"))
+                compiled = None
+                if args.compile:
+                    compiled = ModelOnly(config_for(name, amp, scene, folder / "c"), compiled=True)
+                    started = time.perf_counter()
+                    compiled.measure(1, warmup=0)
+                    print(f"{name} amp {amp}: first compiled step "
+                          f"{time.perf_counter() - started:.1f} s", flush=True)  # fmt: skip
                 configs = {
                     v: config_for(name, amp, scene, folder / v, **options[v]) for v in variants
                 }
                 results: dict[str, list[float]] = {"model": [], **{v: [] for v in variants}}
+                if compiled is not None:
+                    results["compiled"] = []
                 with loops(configs) as trainers:
                     for trainer in trainers.values():
                         trainer.measure(1)  # warm-up: one epoch
                     for rep in range(args.reps):
                         results["model"].append(model.measure(args.steps).images_per_s)
+                        if compiled is not None:
+                            speed = compiled.measure(args.steps).images_per_s
+                            results["compiled"].append(speed)
                         for variant, trainer in trainers.items():
                             results[variant].append(trainer.measure(args.steps).images_per_s)
                         shown = ", ".join(f"{k} {v[-1]:.1f}" for k, v in results.items())
@@ -117,16 +133,18 @@ def main() -> None:
     print(f"\n{describe()}; {args.threads} threads; peak RSS of this process {peak_mb:.0f} MB")
     print(f"img/s, min / median / max of {args.reps} alternating repetitions of >= {args.steps} "
           "steps each\n")  # fmt: skip
-    loop_columns = [f"loop, {v} (img/s)" for v in variants]
-    ratio_columns = [f"{v} / model" for v in variants]
-    header = ["config", "amp", "model only (img/s)", *loop_columns, *ratio_columns]
+    columns = [*(["compiled"] if args.compile else []), *variants]
+    names_shown = {"compiled": "model only, compiled (img/s)"}
+    shown_columns = [names_shown.get(c, f"loop, {c} (img/s)") for c in columns]
+    ratio_columns = [f"{c} / model" for c in columns]
+    header = ["config", "amp", "model only (img/s)", *shown_columns, *ratio_columns]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for name, amp, results in rows:
         model_median = spread(results["model"])[1]
-        ratios = [f"{spread(results[v])[1] / model_median:.2f}" for v in variants]
+        ratios = [f"{spread(results[c])[1] / model_median:.2f}" for c in columns]
         cells = [DESCRIPTIONS[name], amp, fmt(results["model"])]
-        cells += [fmt(results[v]) for v in variants] + ratios
+        cells += [fmt(results[c]) for c in columns] + ratios
         print("| " + " | ".join(cells) + " |")
 
 

@@ -81,14 +81,18 @@ def random_batch(
 
 class ModelOnly:
     """The training step of `config` (its model with `config.pretrained` weights, loss,
-    optimiser, --amp, --jitter) on one random batch on `config.device`."""
+    optimiser, --amp, --jitter) on one random batch on `config.device`; with `compiled`, the
+    backbone (the whole of the step's compute but the linear head and the loss) goes through
+    torch.compile, default mode, compiled during the first warm-up step."""
 
-    def __init__(self, config: TrainConfig) -> None:
+    def __init__(self, config: TrainConfig, compiled: bool = False) -> None:
         self.config = config
         self.device = resolve_device(config.device)
         check_amp(config.amp, self.device.type)
         torch.manual_seed(config.seed)
         model = PoseNet(config.model_config()).to(self.device).train()
+        if compiled:
+            model.backbone.compile()
         loss = build_loss(config).to(self.device)
         optimizer, lr_scales = make_optimizer(model, loss, config)
         world = World(device=self.device)
