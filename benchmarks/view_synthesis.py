@@ -13,8 +13,9 @@ jitter 0.2, learned weighting, 30 epochs, no validation split) on the room in 7-
 Every run is one `geoposenet augment`, `train` and `eval` command (printed; a rerun skips what
 is done and resumes an interrupted training). Each row: test medians and accuracies (mean over
 seeds, each seed beside), the oracle nearest training pose of the original training set and of
-the augmented one (the best any retrieval of those images could do), optimiser steps, training
-and rendering wall time. Writes OUT/results.json and OUT/results.md.
+the augmented one (the best any retrieval of those images could do), optimiser steps, the
+seconds of training steps (from the run's log.jsonl, so a resumed run counts both parts) and the
+rendering speed. Writes OUT/results.json and OUT/results.md.
 
     python benchmarks/view_synthesis.py --out bench-vs                  # everything: ~26 runs
     python benchmarks/view_synthesis.py --out bench-vs --budgets steps --seeds 0,1
@@ -49,6 +50,7 @@ from geoposenet.demo import PLANS
 from geoposenet.machine import describe
 from geoposenet.metrics import pose_errors, summarize
 from geoposenet.readers import load_scene
+from geoposenet.runlog import read_records
 from geoposenet.synthetic import synthesize
 
 THRESHOLDS = ("0.25m_2deg", "0.5m_5deg")
@@ -96,6 +98,13 @@ def oracle(train_root: Path, test_root: Path) -> dict[str, float]:
         "position_m": m["median_position_error_m"],
         "rotation_deg": m["median_rotation_error_deg"],
     }
+
+
+def training_seconds(run: Path) -> float:
+    """Seconds of training steps of `run`, summed over its log.jsonl epochs (a resumed run
+    counts the time before and after its interruption, less the unfinished part of one epoch;
+    the process start, caching and evaluation are not included)."""
+    return sum(float(r.get("time_s", 0.0)) for r in read_records(run))
 
 
 def run_name(renderer: str, n: int, budget: str, seed: int) -> str:
@@ -221,7 +230,7 @@ def main() -> None:
             steps = epochs * math.ceil(n_train / batch)
         name = run_name(renderer, n, budget, seed)
         folder = out / "runs" / name
-        train_s = run(["train", str(data), "--out", str(folder), *recipe(preset, args.smoke),
+        run(["train", str(data), "--out", str(folder), *recipe(preset, args.smoke),
                        "--epochs", str(run_epochs), "--eval-every", str(run_epochs),
                        "--seed", str(seed), "--threads", str(args.threads), *extra, "--resume"],
                       log)  # fmt: skip
@@ -232,7 +241,7 @@ def main() -> None:
             results["runs"][name] = {
                 "renderer": renderer, "views": n, "budget": budget, "seed": seed,
                 "epochs": run_epochs, "steps": steps + run_epochs * math.ceil(frames / batch),
-                "train_seconds": round(train_s, 1), "threads": args.threads,
+                "train_seconds": round(training_seconds(folder), 1), "threads": args.threads,
                 "jobs": args.jobs,
                 "median_position_m": metrics["median_position_error_m"],
                 "median_rotation_deg": metrics["median_rotation_error_deg"],
@@ -262,14 +271,14 @@ def table(results: dict[str, Any]) -> str:
         )
     )
     base = results["oracle_original"]
-    first = next(iter(results["runs"].values()), {})
+    first: dict[str, Any] = next(iter(results["runs"].values()), {})
     lines = [
         f"Measured on {results['machine']}; {first.get('jobs', 1)} training(s) at a time, "
         f"torch threads {first.get('threads', 0) or 'default'} each.",
         "",
         "| training data | budget | steps | seeds | median position (m) | median rotation (deg) "
         "| <0.25 m, 2 deg | <0.5 m, 5 deg | per seed (m / deg) | oracle nearest training pose, "
-        "original / augmented (m / deg) | train time per run (min) | render (views/s) |",
+        "original / augmented (m / deg) | training steps per run (min) | render (views/s) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (renderer, n, budget), runs in groups.items():
