@@ -195,6 +195,7 @@ def test_augment_refuses_bad_input_and_writes_nothing(
         ((tiny_scene_dir, tiny_scene_dir / "inside"), "inside the dataset"),
         ((tiny_scene_dir, busy), "not empty"),
         ((tiny_scene_dir, tmp_path / "c", "--max-angle", "-1"), "max_angle_deg"),
+        ((tiny_scene_dir, tmp_path / "e", "--threads", "-1"), "--threads"),
         ((tmp_path / "missing", tmp_path / "d"), "missing"),
     ]
     for (data, out, *flags), expected in cases:
@@ -219,3 +220,25 @@ def test_augment_reuses_a_complete_output_of_the_same_command(
     (out / ".augment-partial").write_text("interrupted")  # an unfinished output is redone
     assert augment_cli(tiny_scene_dir, out, "--views", "5", "--seed", "1") == 0
     assert "reused" not in capsys.readouterr().out and not (out / ".augment-partial").exists()
+
+
+@pytest.mark.parametrize("renderer", ["rotation", "depth"])
+def test_augment_output_does_not_depend_on_the_thread_count(
+    renderer: str, tiny_7scenes: Path, tmp_path: Path
+) -> None:
+    """Views render in --threads threads, taken in candidate order: one thread and three
+    write the same files, byte for byte (rotations redraw many views)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    written = {}
+    for count in (1, 3):
+        out = tmp_path / f"threads{count}"
+        flags = ("--views", "12", "--renderer", renderer, "--threads", str(count))
+        assert augment_cli(tiny_7scenes, out, *flags) == 0
+        assert torch.get_num_threads() == threads  # restored after one torch thread each
+        files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "augment.json")
+        written[count] = {str(p.relative_to(out)): p.read_bytes() for p in files}
+        marker = json.loads((out / "augment.json").read_text())
+        written[count]["frames"] = json.dumps([marker["frames"], marker["rejected"]]).encode()
+    assert written[1] == written[3]

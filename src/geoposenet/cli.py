@@ -415,6 +415,11 @@ def _add_augment(sub: argparse._SubParsersAction) -> Handler:
                    "(default: 0.7)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="pose sampling seed (default: 0)")
     p.add_argument(
+        "--threads", type=int, default=0,
+        help="rendering threads, each with one torch thread; the output does not depend on it "
+        "(default: 0, torch's thread count: the cores)",
+    )  # fmt: skip
+    p.add_argument(
         "--no-progress", action="store_true", help="no progress bar (default: one on a terminal)"
     )
     _add_dataset_flags(p)
@@ -438,6 +443,7 @@ def _add_augment(sub: argparse._SubParsersAction) -> Handler:
         report = augment(
             args.data, args.out, args.views, args.renderer, limits, args.seed,
             args.min_coverage, progress=not args.no_progress, options=dataset_options(args),
+            threads=args.threads,
         )  # fmt: skip
         print(report.describe())
         return 0

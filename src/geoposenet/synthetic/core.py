@@ -35,6 +35,7 @@ from geoposenet.synthetic.writers import (
     write_frame_files,
     write_metadata,
 )
+from geoposenet.threads import one_torch_thread, ordered_map
 
 VERSION = 1
 MARKER = "synth.json"
@@ -209,45 +210,54 @@ def synthesize(
     saved = _prepare(out, marker)
     if saved is not None:
         return saved
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the per-frame tensors are small: one thread is fastest
-    try:
-        return _render(out, preset, format, seed, marker)
-    finally:
-        torch.set_num_threads(threads)
+    return _render(out, preset, format, seed, marker)
+
+
+# sequence number, frame index, split, centre, cam_from_world rotation, quaternion, gain
+_FramePose = tuple[int, int, str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 def _render_frames(
     out: Path, format: str, p: Preset, room: Room, points: np.ndarray, seed: int
 ) -> list[FrameRecord]:
     """Render every frame of every sequence and write its files; returns the frame records.
-    PNG encoding (zlib releases the GIL) runs in a second thread, overlapping the rendering."""
+    Frames render in torch's thread count of threads (`threads.ordered_map`, one torch thread
+    each: the same files whatever the count); PNG encoding (zlib releases the GIL) runs in one
+    more thread, overlapping the rendering."""
     camera = p.camera
     intrinsics = Intrinsics(camera.width, camera.height, camera.focal, camera.focal,
                             camera.cx, camera.cy)  # fmt: skip
     caster = Caster(room.faces, camera)
     depth_caster = Caster(room.faces, DEPTH_CAMERA) if format == "7scenes" else None
+    poses = [
+        (number, index, split, centre, rotation, quaternion, sequence_gain(seed, number))
+        for number, (split, centres, rotations) in enumerate(sequence_poses(p, room, seed), 1)
+        for index, (centre, rotation, quaternion) in enumerate(
+            zip(centres, rotations, matrix_to_quaternion_np(rotations), strict=True)
+        )
+    ]  # fmt: skip
+
+    def render(pose: _FramePose) -> tuple[FrameRecord, np.ndarray, np.ndarray | None]:
+        number, index, split, centre, rotation, quaternion, gain = pose
+        depth, face, hits = caster.cast(centre, rotation)
+        colour = render_colour(room, face, hits)
+        image = expose(colour, gain, p.noise, noise_seed(seed, number, index))
+        ids, uv = visible(points, centre, rotation, intrinsics, depth.numpy())
+        record = FrameRecord(number, index, split, centre, rotation, quaternion, ids, uv)
+        depth_m = depth_caster.cast(centre, rotation)[0].numpy() if depth_caster else None
+        return record, image, depth_m
+
     records: list[FrameRecord] = []
     pending: deque[Future[None]] = deque()
-    total = sum(p.train) + sum(p.test)
-    progress = tqdm(total=total, desc="rendering", unit="frame", disable=None, leave=False)
-    with ThreadPoolExecutor(max_workers=1) as writer:
-        for number, (split, centres, rotations) in enumerate(sequence_poses(p, room, seed), 1):
-            gain = sequence_gain(seed, number)
-            quats = matrix_to_quaternion_np(rotations)
-            for index, (centre, rotation) in enumerate(zip(centres, rotations, strict=True)):
-                depth, face, hits = caster.cast(centre, rotation)
-                colour = render_colour(room, face, hits)
-                image = expose(colour, gain, p.noise, noise_seed(seed, number, index))
-                ids, uv = visible(points, centre, rotation, intrinsics, depth.numpy())
-                record = FrameRecord(number, index, split, centre, rotation, quats[index], ids, uv)
-                depth_m = depth_caster.cast(centre, rotation)[0].numpy() if depth_caster else None
-                job = writer.submit(write_frame_files, out, format, record, image, depth_m)
-                pending.append(job)
-                while len(pending) > 8:  # bound the images waiting in memory
-                    pending.popleft().result()
-                records.append(record)
-                progress.update()
+    progress = tqdm(total=len(poses), desc="rendering", unit="frame", disable=None, leave=False)
+    threads = torch.get_num_threads()
+    with one_torch_thread(), ThreadPoolExecutor(max_workers=1) as writer:
+        for record, image, depth_m in ordered_map(render, poses, threads):
+            pending.append(writer.submit(write_frame_files, out, format, record, image, depth_m))
+            while len(pending) > 8:  # bound the images waiting in memory
+                pending.popleft().result()
+            records.append(record)
+            progress.update()
         for job in pending:
             job.result()
     progress.close()

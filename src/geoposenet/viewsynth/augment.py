@@ -21,11 +21,13 @@ import time
 from collections import deque
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from geoposenet.cache import atomic_write_text
@@ -38,6 +40,7 @@ from geoposenet.readers._common import Problems
 from geoposenet.readers._scale import scale_from_file
 from geoposenet.scene import Frame, Intrinsics, Scene
 from geoposenet.synthetic.core import visible
+from geoposenet.threads import one_torch_thread, ordered_map
 from geoposenet.viewsynth import output
 from geoposenet.viewsynth.cameras import SEVENSCENES_DEPTH, SceneCameras, depth_path
 from geoposenet.viewsynth.exact import ExactRenderer, room_marker
@@ -137,15 +140,19 @@ def augment(
     min_coverage: float = 0.7,
     progress: bool = True,
     options: Mapping[str, Any] | None = None,
+    threads: int = 0,
 ) -> AugmentReport:
     """Write DATA plus `views` synthesised training views to `out` (see the module docstring).
     `options`: DATA's dataset options (load_scene's images, test_list, test_every, scale,
-    scale_from), which read AUG the same way."""
+    scale_from), which read AUG the same way; `threads`: rendering threads (0: torch's thread
+    count, by default the cores); the output does not depend on it."""
     started = time.perf_counter()
     data = Path(data)
     options = {k: v for k, v in (options or {}).items() if v is not None}
     if views < 1:
         raise InputError(f"--views: expected a positive count, got {views}")
+    if threads < 0:
+        raise InputError(f"--threads: expected 0 or a positive count, got {threads}")
     if not 0 <= min_coverage <= 1:
         raise InputError(f"--min-coverage: expected a fraction in [0, 1], got {min_coverage}")
     images = _image_folder(data, options.get("images"))
@@ -192,7 +199,7 @@ def augment(
     try:
         written, rejected = _render_all(
             place, scene, train, cameras, render, kind, candidates, views, names, min_coverage,
-            progress,
+            threads or torch.get_num_threads(), progress,
         )  # fmt: skip
         render_seconds = time.perf_counter() - render_start
         output.finish(out, scene.format, written, scale)
@@ -306,6 +313,16 @@ def _candidates(
     return [candidates[i] for i in order]
 
 
+@dataclass(frozen=True)
+class _Result:
+    """One candidate rendered: its colour view and, when kept, depth and visible points."""
+
+    rendered: Rendered
+    depth: Rendered | None = None
+    ids: np.ndarray | None = None
+    uv: np.ndarray | None = None
+
+
 def _render_all(
     place: output.Placement,
     scene: Scene,
@@ -317,10 +334,14 @@ def _render_all(
     views: int,
     names: list[str],
     min_coverage: float,
+    threads: int,
     progress: bool,
 ) -> tuple[list[output.SynthFrame], int]:
-    """Render candidates in order until `views` pass `min_coverage`; write each (PNG encoding
-    in a second thread). Returns the written frames and the number of views redrawn."""
+    """Render candidates until `views` pass `min_coverage`; write each (image encoding in a
+    writer thread). Candidates render in `threads` threads (each on one torch thread; the
+    renderers' array work releases the GIL) and are taken in candidate order, so the output
+    does not depend on the thread count. Returns the written frames and the number of views
+    redrawn."""
     written: list[output.SynthFrame] = []
     rejected = 0
     pending: deque[Future[None]] = deque()
@@ -331,41 +352,46 @@ def _render_all(
     depth_wanted = scene.format == "7scenes" and (
         kind != "rotation" or all(depth_path(f) is not None for f in train)
     )
-    with ThreadPoolExecutor(max_workers=1) as writer:
-        for view in candidates:
-            if len(written) == views:
-                break
-            source = train[view.source]
-            camera = cameras.colour(source)
-            rendered = render.render(view, camera)
-            if rendered.coverage < min_coverage:
+
+    def one(view: View) -> _Result:
+        source = train[view.source]
+        camera = cameras.colour(source)
+        rendered = render.render(view, camera)
+        if rendered.coverage < min_coverage:
+            return _Result(rendered)
+        depth = render.render_depth(view, SEVENSCENES_DEPTH) if depth_wanted else None
+        ids, uv = _visibility(scene, source, view, camera, rendered, kind)
+        return _Result(rendered, depth, ids, uv)
+
+    results = ordered_map(one, candidates, threads)
+    with one_torch_thread(), closing(results), ThreadPoolExecutor(1) as writer:
+        for view, result in zip(candidates, results, strict=True):
+            if result.ids is None or result.uv is None:
                 rejected += 1
                 continue
-            depth = render.render_depth(view, SEVENSCENES_DEPTH) if depth_wanted else None
             index = len(written)
             sequence = names[index // output.SEQUENCE_LENGTH]
             name = place.name(sequence, index % output.SEQUENCE_LENGTH)
-            ids, uv = _visibility(scene, source, view, camera, rendered, kind)
             written.append(
                 output.SynthFrame(
                     name,
                     sequence,
                     view.centre,
                     matrix_to_quaternion_np(view.cam_from_world),
-                    camera,
-                    source.name,
-                    rendered.coverage,
-                    ids,
-                    uv,
+                    cameras.colour(train[view.source]),
+                    train[view.source].name,
+                    result.rendered.coverage,
+                    result.ids,
+                    result.uv,
                 )
             )
-            depth_m = depth.depth if depth is not None else None
+            depth_m = result.depth.depth if result.depth is not None else None
             pending.append(
                 writer.submit(
                     output.write_frame,
                     place.file(name),
                     scene.format,
-                    rendered.image,
+                    result.rendered.image,
                     depth_m,
                     view.centre,
                     view.cam_from_world,
@@ -374,8 +400,10 @@ def _render_all(
             while len(pending) > 8:
                 pending.popleft().result()
             bar.update()
-        for job in pending:
-            job.result()
+            if len(written) == views:
+                break
+        for done in pending:
+            done.result()
     bar.close()
     if len(written) < views:
         raise InputError(

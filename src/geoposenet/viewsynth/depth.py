@@ -30,6 +30,7 @@ get a colour pushed-pulled from the covered ones (an image pyramid), never black
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -318,6 +319,7 @@ class DepthRenderer:
         self.rotations = quaternion_to_matrix_np(np.stack([f.quaternion for f in frames]))
         self.depths = [depth_path(f) for f in frames]
         self._cache: OrderedDict[int, PointSet] = OrderedDict()
+        self._lock = threading.Lock()
 
     def nearest(self, view: View) -> tuple[list[int], np.ndarray]:
         """The K training frames nearest `view`, view.source first, and (K,) their distances
@@ -342,10 +344,11 @@ class DepthRenderer:
 
     def points(self, index: int) -> PointSet:
         """The fused point set of training frame `index` (cached, LRU); needs its depth map."""
-        cached = self._cache.get(index)
-        if cached is not None:
-            self._cache.move_to_end(index)
-            return cached
+        with self._lock:  # augment renders in several threads
+            cached = self._cache.get(index)
+            if cached is not None:
+                self._cache.move_to_end(index)
+                return cached
         frame, path = self.frames[index], self.depths[index]
         if path is None:
             raise DatasetError(frame.image, "this frame has no depth map (.depth.png)")
@@ -358,9 +361,10 @@ class DepthRenderer:
         points = frame_points(
             read_depth_m(path), colour, camera, frame.centre, rotation, self.stride, self.edge_rel
         )
-        self._cache[index] = points
-        while len(self._cache) > self.cache_frames:
-            self._cache.popitem(last=False)
+        with self._lock:
+            self._cache[index] = points
+            while len(self._cache) > self.cache_frames:
+                self._cache.popitem(last=False)
         return points
 
     def _fused(self, view: View) -> tuple[PointSet, torch.Tensor]:

@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from geoposenet.errors import DatasetError
 from geoposenet.geometry import quaternion_to_matrix_np
@@ -25,20 +22,10 @@ from geoposenet.synthetic.core import PRESETS, noise_seed, sequence_gain, sequen
 from geoposenet.synthetic.render import Camera, Caster, expose, render_colour
 from geoposenet.synthetic.room import build_room
 from geoposenet.synthetic.writers import FrameRecord, image_name
+from geoposenet.threads import one_torch_thread
 from geoposenet.viewsynth.views import Rendered, View
 
 POSE_MATCH = 1e-6
-
-
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """Torch on one thread (the caster's per-view tensors are small: one thread is fastest)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def room_marker(root: Path) -> dict | None:
@@ -112,7 +99,7 @@ class ExactRenderer:
         if seed is None:
             pose_bytes = np.concatenate([centre, rotation.ravel()]).astype(np.float64).tobytes()
             seed = zlib.crc32(pose_bytes) + (number << 32)
-        with one_thread():
+        with one_torch_thread():
             depth, face, hits = self._caster(camera).cast(centre, rotation)
             colour = render_colour(self.room, face, hits)
             image = expose(colour, sequence_gain(self.seed, number), self.preset.noise, seed)
@@ -122,7 +109,7 @@ class ExactRenderer:
     def render_depth(self, view: View, camera: Intrinsics) -> Rendered:
         """Exact depth of `view` through `camera` (image empty)."""
         centre, rotation, _ = self._pose(view)
-        with one_thread():
+        with one_torch_thread():
             depth = self._caster(camera).cast(centre, rotation)[0].numpy() * np.float32(self.scale)
         return Rendered(np.zeros((0, 0, 3), np.uint8), np.ones(depth.shape, bool), depth)
 
