@@ -15,6 +15,7 @@ decoded again; when every image has the same shape, `ImageCache.stacked` is an (
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from torchvision.transforms.v2 import functional as F
 from geoposenet.cache import atomic_write, cache_path, fingerprint
 from geoposenet.errors import DatasetError
 from geoposenet.images import decode_image
+from geoposenet.threads import one_torch_thread, ordered_map
 
 CACHE_NAMESPACE = "images"
 # 2: every image decoded by geoposenet.images (version 1 could hold 16-bit images' bytes).
@@ -125,15 +127,18 @@ def _read_index(index_file: Path, data_file: Path, count: int, resize: int) -> n
 
 def build(paths: Sequence[Path], resize: int, data_file: Path, index_file: Path) -> np.ndarray:
     """Decode and resize every image, streaming the bytes into `data_file`; returns the index.
-    Each image is checked to be (3, H, W) uint8 and fills exactly its slot of 3 * H * W bytes.
-    Memory use is one image at a time; both files are written atomically, the index last."""
+    Images decode in torch's thread count of threads (one torch thread each), written in
+    order. Each image is checked to be (3, H, W) uint8 and fills exactly its slot of
+    3 * H * W bytes. Memory use is a few images at a time; both files are written atomically,
+    the index last."""
     rows: list[tuple[int, int, int, int]] = []
+    threads = torch.get_num_threads()
 
     def write_data(tmp: Path) -> None:
         offset = 0
-        with open(tmp, "wb") as out:
-            for path in paths:
-                image = load_image(path, resize)
+        images = ordered_map(lambda path: load_image(path, resize), paths, threads)
+        with open(tmp, "wb") as out, one_torch_thread(), closing(images):
+            for path, image in zip(paths, images, strict=True):
                 if image.dtype != torch.uint8 or image.ndim != 3 or image.shape[0] != 3:
                     raise ValueError(
                         f"{path}: expected a (3, H, W) uint8 image for the cache, got "
