@@ -49,7 +49,7 @@ class DemoPlan:
 
 
 PLANS = {
-    "room": DemoPlan(96, (96, 128), 32, 30, 2e-3, 2, 2e-5, 0.2, views=3000, views_epochs=2),
+    "room": DemoPlan(96, (96, 128), 32, 30, 2e-3, 2, 2e-5, 0.2, views=3000, views_epochs=1),
     "tiny": DemoPlan(48, (48, 64), 8, 2, 1e-3, 1, 1e-4, 0.2, views=10, views_epochs=1),
 }
 CONTROL_NAME = "+ {epochs} more epoch(s) on the original frames (control)"
