@@ -113,7 +113,8 @@ def _cdf_panel(ax: Axes, curves: Sequence[tuple[str, np.ndarray]], unit: str, na
     ax.set_xlabel(f"{name} error ({unit})")
     ax.set_ylabel("fraction of frames")
     ax.grid(True, color="0.92", lw=0.6)
-    ax.legend(loc="lower right", fontsize=9)
+    # below the panel: long stage names would cover the curves inside it
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize=8)
 
 
 def plot_cdf(
@@ -124,7 +125,7 @@ def plot_cdf(
 ) -> None:
     """Cumulative distributions of position (in `unit`) and rotation (deg) error, one curve per
     (label, errors) pair, with dashed lines at the medians (x-axis up to the 99th percentile)."""
-    fig = Figure(figsize=(11.0, 4.3), layout="constrained")
+    fig = Figure(figsize=(11.0, 4.3 + 0.22 * len(curves)), layout="constrained")
     left, right = fig.subplots(1, 2)
     _cdf_panel(left, [(label, e.position_error_m) for label, e in curves], unit, "position")
     _cdf_panel(right, [(label, e.rotation_error_deg) for label, e in curves], "°", "rotation")
