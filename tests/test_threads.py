@@ -60,3 +60,14 @@ def test_one_torch_thread_restores_the_count() -> None:
     with one_torch_thread():
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
+
+
+def test_work_runs_on_one_torch_thread_and_the_count_comes_back() -> None:
+    before = torch.get_num_threads()
+    seen = list(ordered_map(lambda _: torch.get_num_threads(), range(6), threads=2))
+    assert seen == [1] * 6
+    assert torch.get_num_threads() == before
+    results = ordered_map(lambda n: n, range(100))  # threads=0: torch's count
+    assert next(results) == 0 and torch.get_num_threads() == 1
+    results.close()  # stopped early: the count is restored too
+    assert torch.get_num_threads() == before

@@ -25,7 +25,7 @@ from torchvision.transforms.v2 import functional as F
 from geoposenet.cache import atomic_write, cache_path, fingerprint
 from geoposenet.errors import DatasetError
 from geoposenet.images import decode_image
-from geoposenet.threads import one_torch_thread, ordered_map
+from geoposenet.threads import ordered_map
 
 CACHE_NAMESPACE = "images"
 # 2: every image decoded by geoposenet.images (version 1 could hold 16-bit images' bytes).
@@ -132,12 +132,11 @@ def build(paths: Sequence[Path], resize: int, data_file: Path, index_file: Path)
     3 * H * W bytes. Memory use is a few images at a time; both files are written atomically,
     the index last."""
     rows: list[tuple[int, int, int, int]] = []
-    threads = torch.get_num_threads()
 
     def write_data(tmp: Path) -> None:
         offset = 0
-        images = ordered_map(lambda path: load_image(path, resize), paths, threads)
-        with open(tmp, "wb") as out, one_torch_thread(), closing(images):
+        images = ordered_map(lambda path: load_image(path, resize), paths)
+        with open(tmp, "wb") as out, closing(images):
             for path, image in zip(paths, images, strict=True):
                 if image.dtype != torch.uint8 or image.ndim != 3 or image.shape[0] != 3:
                     raise ValueError(

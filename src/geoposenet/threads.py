@@ -33,13 +33,15 @@ def one_torch_thread() -> Iterator[None]:
 
 
 def ordered_map(
-    function: Callable[[Item], Result], items: Iterable[Item], threads: int
+    function: Callable[[Item], Result], items: Iterable[Item], threads: int = 0
 ) -> Generator[Result, None, None]:
-    """function(item) for each item, computed in `threads` threads and yielded in the order of
-    `items`; at most 2 x `threads` results are computed ahead of the consumer, and what has not
-    started when the consumer stops (closes the iterator) is cancelled."""
+    """function(item) for each item, computed in `threads` threads (0: torch's thread count)
+    and yielded in the order of `items`; torch runs on one intra-op thread until the iterator
+    ends or is closed (the count restored then). At most 2 x `threads` results are computed
+    ahead of the consumer; what has not started when the consumer stops is cancelled."""
+    threads = threads or torch.get_num_threads()
     remaining = iter(items)
-    with ThreadPoolExecutor(threads) as pool:
+    with one_torch_thread(), ThreadPoolExecutor(threads) as pool:
         ahead: deque[Future[Result]] = deque(
             pool.submit(function, item) for item in itertools.islice(remaining, 2 * threads)
         )

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from geoposenet.baselines import ANGLE_PER_METRE
@@ -35,7 +34,7 @@ from geoposenet.synthetic.writers import (
     write_frame_files,
     write_metadata,
 )
-from geoposenet.threads import one_torch_thread, ordered_map
+from geoposenet.threads import ordered_map
 
 VERSION = 1
 MARKER = "synth.json"
@@ -250,9 +249,8 @@ def _render_frames(
     records: list[FrameRecord] = []
     pending: deque[Future[None]] = deque()
     progress = tqdm(total=len(poses), desc="rendering", unit="frame", disable=None, leave=False)
-    threads = torch.get_num_threads()
-    with one_torch_thread(), ThreadPoolExecutor(max_workers=1) as writer:
-        for record, image, depth_m in ordered_map(render, poses, threads):
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        for record, image, depth_m in ordered_map(render, poses):
             pending.append(writer.submit(write_frame_files, out, format, record, image, depth_m))
             while len(pending) > 8:  # bound the images waiting in memory
                 pending.popleft().result()

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from geoposenet.cache import atomic_write_text
@@ -40,7 +39,7 @@ from geoposenet.readers._common import Problems
 from geoposenet.readers._scale import scale_from_file
 from geoposenet.scene import Frame, Intrinsics, Scene
 from geoposenet.synthetic.core import visible
-from geoposenet.threads import one_torch_thread, ordered_map
+from geoposenet.threads import ordered_map
 from geoposenet.viewsynth import output
 from geoposenet.viewsynth.cameras import SEVENSCENES_DEPTH, SceneCameras, depth_path
 from geoposenet.viewsynth.exact import ExactRenderer, room_marker
@@ -199,7 +198,7 @@ def augment(
     try:
         written, rejected = _render_all(
             place, scene, train, cameras, render, kind, candidates, views, names, min_coverage,
-            threads or torch.get_num_threads(), progress,
+            threads, progress,
         )  # fmt: skip
         render_seconds = time.perf_counter() - render_start
         output.finish(out, scene.format, written, scale)
@@ -319,7 +318,7 @@ class _Result:
 
     rendered: Rendered
     depth: Rendered | None = None
-    ids: np.ndarray | None = None
+    ids: np.ndarray | None = None  # None: below min_coverage, not kept
     uv: np.ndarray | None = None
 
 
@@ -338,10 +337,10 @@ def _render_all(
     progress: bool,
 ) -> tuple[list[output.SynthFrame], int]:
     """Render candidates until `views` pass `min_coverage`; write each (image encoding in a
-    writer thread). Candidates render in `threads` threads (each on one torch thread; the
-    renderers' array work releases the GIL) and are taken in candidate order, so the output
-    does not depend on the thread count. Returns the written frames and the number of views
-    redrawn."""
+    writer thread). Candidates render in `threads` threads (0: torch's count; each on one torch
+    thread; the renderers' array work releases the GIL) and are taken in candidate order, so
+    the output does not depend on the thread count. Returns the written frames and the number
+    of views redrawn."""
     written: list[output.SynthFrame] = []
     rejected = 0
     pending: deque[Future[None]] = deque()
@@ -364,9 +363,9 @@ def _render_all(
         return _Result(rendered, depth, ids, uv)
 
     results = ordered_map(one, candidates, threads)
-    with one_torch_thread(), closing(results), ThreadPoolExecutor(1) as writer:
+    with closing(results), ThreadPoolExecutor(1) as writer:
         for view, result in zip(candidates, results, strict=True):
-            if result.ids is None or result.uv is None:
+            if result.ids is None or result.uv is None:  # below min_coverage
                 rejected += 1
                 continue
             index = len(written)
