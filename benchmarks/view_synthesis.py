@@ -7,7 +7,8 @@ jitter 0.2, learned weighting, 30 epochs, no validation split) on the room in 7-
   RENDERER-N-BUDGET  the same plus N views by RENDERER (exact, depth, rotation) from
                      `geoposenet augment`, trained for the same number of optimiser steps as
                      the original (epochs scaled by 1000 / (1000 + N), rounded) or the same
-                     number of epochs (30: (1000 + N) / 1000 times the steps), or as a
+                     number of epochs (30: (1000 + N) / 1000 times the steps, beside its
+                     control: the original frames for the steps of the largest N), or as a
                      second stage ("continue": from the original run's last.pt, 4 epochs at
                      lr 5e-4 cosine, beside the same second stage on the original frames).
 Every run is one `geoposenet augment`, `train` and `eval` command (printed; a rerun skips what
@@ -120,7 +121,7 @@ def plan_runs(
     runs = [("original", 0, "-", s) for s in seeds]
     for budget in budgets:
         for seed in seeds:
-            if budget == "continue":  # its control: the same extra epochs on the original frames
+            if budget in ("continue", "epochs"):  # its control: the original frames alone
                 runs.append(("original", 0, budget, seed))
             runs += [(r, n, budget, seed) for n in views for r in renderers]
     return runs
@@ -218,6 +219,9 @@ def main() -> None:
         data = scene_dir if renderer == "original" else out / "data" / f"{renderer}-{n}"
         frames = n_train + n
         run_epochs = epochs if budget != "steps" else max(1, round(epochs * n_train / frames))
+        if renderer == "original" and budget == "epochs":  # as many steps as the largest N's run
+            largest = math.ceil((n_train + max(views)) / batch)
+            run_epochs = round(epochs * largest / math.ceil(n_train / batch))
         extra: list[str] = []
         steps = 0
         if budget == "continue":  # from the original run's last epoch, a short second stage
