@@ -121,8 +121,10 @@ def plan_runs(
     runs = [("original", 0, "-", s) for s in seeds]
     for budget in budgets:
         for seed in seeds:
-            if budget in ("continue", "epochs"):  # its control: the original frames alone
+            if budget == "continue":  # its control: the same extra epochs on the original frames
                 runs.append(("original", 0, budget, seed))
+            if budget == "epochs":  # its control: the original frames for the largest N's steps
+                runs.append(("original", max(views), budget, seed))
             runs += [(r, n, budget, seed) for n in views for r in renderers]
     return runs
 
@@ -217,11 +219,12 @@ def main() -> None:
 
     def train_and_evaluate(renderer: str, n: int, budget: str, seed: int) -> None:
         data = scene_dir if renderer == "original" else out / "data" / f"{renderer}-{n}"
-        frames = n_train + n
+        frames = n_train + (n if renderer != "original" else 0)
         run_epochs = epochs if budget != "steps" else max(1, round(epochs * n_train / frames))
-        if renderer == "original" and budget == "epochs":  # as many steps as the largest N's run
-            largest = math.ceil((n_train + max(views)) / batch)
-            run_epochs = round(epochs * largest / math.ceil(n_train / batch))
+        if renderer == "original" and budget == "epochs":  # as many steps as N views' run
+            run_epochs = round(
+                epochs * math.ceil((n_train + n) / batch) / math.ceil(frames / batch)
+            )
         extra: list[str] = []
         steps = 0
         if budget == "continue":  # from the original run's last epoch, a short second stage
@@ -291,7 +294,11 @@ def table(results: dict[str, Any]) -> str:
         pos = [r["median_position_m"] for r in runs]
         rot = [r["median_rotation_deg"] for r in runs]
         each = ", ".join(f"{p:.3f} / {q:.2f}" for p, q in zip(pos, rot, strict=True))
-        what = f"original {results['original_frames']} frames" if not n else f"+ {n} {renderer}"
+        what = f"+ {n} {renderer}"
+        if renderer == "original":
+            what = f"original {results['original_frames']} frames" + (
+                f", the steps of + {n}" * bool(n)
+            )
         lines.append(
             f"| {what} | {budget} | {runs[0]['steps']} | {', '.join(str(r['seed']) for r in runs)}"
             f" | {np.mean(pos):.3f} | {np.mean(rot):.2f}"
