@@ -291,3 +291,8 @@ def test_resume_by_folder_options_win_and_recipe_changes_are_refused(
     options = tomllib.loads((run / "config.toml").read_text())["options"]
     assert (options["epochs"], options["eval_every"]) == (5, 5)
     assert load_checkpoint(run / "last.pt")["epoch"] == 5
+    trained = (run / "last.pt").read_bytes()
+    assert main(["train", "--resume", str(run), "--epochs", "3", "--eval-every", "3"]) == 2
+    err = capsys.readouterr().err
+    assert f"--resume {run}: the run has trained 5 epochs, more than --epochs 3" in err
+    assert (run / "last.pt").read_bytes() == trained  # nothing written

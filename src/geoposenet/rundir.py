@@ -20,8 +20,8 @@ from geoposenet.runstate import RunState
 def prepare_run(config: TrainConfig, resume: bool) -> tuple[Path, RunState | None]:
     """Check the run directory; return it and the state to resume from (every process of a
     distributed run reads it). Refuses an --out that is (or lies under) a file, one inside the
-    dataset folder (the run's files would be read as data), a resume that changes the recipe,
-    and a fresh start over an existing run."""
+    dataset folder (the run's files would be read as data), a resume that changes the recipe
+    or asks for fewer epochs than the run has, and a fresh start over an existing run."""
     run = Path(config.out)
     existing = next(p for p in (run, *run.parents) if p.exists())  # "." or "/" at worst
     if not existing.is_dir():
@@ -43,6 +43,13 @@ def prepare_run(config: TrainConfig, resume: bool) -> tuple[Path, RunState | Non
                 f"--resume {run}: the run was started with another recipe ({'; '.join(changed)})"
                 "; resume with the same settings (or give only run options), or train into a "
                 "new --out"
+            )
+        trained = state.progress.epoch
+        if trained > config.epochs:
+            raise InputError(
+                f"--resume {run}: the run has trained {trained} epochs, more than --epochs "
+                f"{config.epochs}; a run cannot be shortened: give --epochs {trained} or more, "
+                "or train into a new --out"
             )
         return run, state
     if last.exists():
