@@ -129,6 +129,19 @@ def plan_runs(
     return runs
 
 
+def budget_epochs(renderer: str, n: int, budget: str, n_train: int, epochs: int, batch: int) -> int:
+    """Epochs of one run: `epochs` on the original frames ("-") and on the augmented ones
+    ("epochs"); the original's step count ("steps"); CONTINUE_EPOCHS ("continue"); and for the
+    same-epochs control (the original frames, `n` naming the run it matches) that run's steps."""
+    if budget == "continue":
+        return CONTINUE_EPOCHS
+    if budget == "steps":
+        return max(1, round(epochs * n_train / (n_train + n)))
+    if budget == "epochs" and renderer == "original":
+        return round(epochs * math.ceil((n_train + n) / batch) / math.ceil(n_train / batch))
+    return epochs
+
+
 def render_speed(scene_dir: Path, count: int = 200) -> str:
     """A table of render-only views/s per renderer on `count` sampled views of `scene_dir`."""
     import torch
@@ -219,16 +232,11 @@ def main() -> None:
 
     def train_and_evaluate(renderer: str, n: int, budget: str, seed: int) -> None:
         data = scene_dir if renderer == "original" else out / "data" / f"{renderer}-{n}"
-        frames = n_train + (n if renderer != "original" else 0)
-        run_epochs = epochs if budget != "steps" else max(1, round(epochs * n_train / frames))
-        if renderer == "original" and budget == "epochs":  # as many steps as N views' run
-            run_epochs = round(
-                epochs * math.ceil((n_train + n) / batch) / math.ceil(frames / batch)
-            )
+        frames = n_train if renderer == "original" else n_train + n
+        run_epochs = budget_epochs(renderer, n, budget, n_train, epochs, batch)
         extra: list[str] = []
         steps = 0
         if budget == "continue":  # from the original run's last epoch, a short second stage
-            run_epochs = CONTINUE_EPOCHS
             original = run_name("original", 0, "-", seed)
             while original not in results["runs"]:  # the original run is still training
                 time.sleep(10)
@@ -296,9 +304,9 @@ def table(results: dict[str, Any]) -> str:
         each = ", ".join(f"{p:.3f} / {q:.2f}" for p, q in zip(pos, rot, strict=True))
         what = f"+ {n} {renderer}"
         if renderer == "original":
-            what = f"original {results['original_frames']} frames" + (
-                f", the steps of + {n}" * bool(n)
-            )
+            what = f"original {results['original_frames']} frames"
+        if renderer == "original" and n:  # the same-epochs control
+            what += f", the steps of + {n}"
         lines.append(
             f"| {what} | {budget} | {runs[0]['steps']} | {', '.join(str(r['seed']) for r in runs)}"
             f" | {np.mean(pos):.3f} | {np.mean(rot):.2f}"
