@@ -23,10 +23,19 @@ rendering speed. Writes OUT/results.json and OUT/results.md.
     python benchmarks/view_synthesis.py --out /tmp/smoke --smoke       # tiny room, ~1 min
     ... --jobs 2 --threads 1     # two trainings at once, one torch thread each (2 cores)
     python benchmarks/view_synthesis.py --out bench-vs --speed   # rendering speed only (~1 min)
+    python benchmarks/view_synthesis.py --out bench-vs --coverage   # sampling limits (~1 min)
 
 `--speed` times each renderer's `render` alone (no file writing) on 200 views of the room
 sampled as `augment` samples them, at the demo's 320x240, after 10 warm-up views: views/s
 (torch on 1 thread, as augment renders).
+
+`--coverage` renders nothing: for the default sampling limits and wider ones (COVERAGE_STUDY), it
+places the views as `augment` does (the exact renderer keeps every view, so the first N
+candidates) and measures how near the training set, original and augmented, comes to the test
+cameras: the oracle nearest training pose, the median distance from a test camera's centre to
+the nearest training centre, and the median least turn from a test camera to a training camera
+within NEAR_M of it (how far the camera must turn where it stands to look where a test
+camera looks). Writes OUT/coverage.md.
 """
 
 from __future__ import annotations
@@ -40,10 +49,12 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from geoposenet.baselines import nearest_training_pose
 from geoposenet.cache import atomic_write_text, cache_root
@@ -106,6 +117,24 @@ def training_seconds(run: Path) -> float:
     counts the time before and after its interruption, less the unfinished part of one epoch;
     the process start, caching and evaluation are not included)."""
     return sum(float(r.get("time_s", 0.0)) for r in read_records(run))
+
+
+NEAR_M = 0.5  # --coverage: the training cameras a test camera's least turn is taken over
+# --coverage: (views, the sampling limits that differ from the defaults); the first is the
+# benchmark's own 3000-view setting
+COVERAGE_STUDY: list[tuple[int, dict[str, float]]] = [
+    (3000, {}),
+    (1000, {}),
+    (6000, {}),
+    (12000, {}),
+    (3000, {"max_shift_m": 1.0}),
+    (3000, {"max_angle_deg": 30.0}),
+    (3000, {"max_angle_deg": 45.0}),
+    (3000, {"max_angle_deg": 60.0}),
+    (6000, {"max_angle_deg": 45.0}),
+    (3000, {"between": 0.8, "max_gap_m": 4.0, "max_gap_deg": 90.0}),
+    (12000, {"max_shift_m": 1.0, "between": 0.8, "max_gap_m": 4.0, "max_gap_deg": 90.0}),
+]
 
 
 def run_name(renderer: str, n: int, budget: str, seed: int) -> str:
@@ -175,6 +204,68 @@ def render_speed(scene_dir: Path, count: int = 200) -> str:
     return "\n".join(lines) + "\n"
 
 
+def least_turn_deg(
+    train_centres: np.ndarray,
+    train_quaternions: np.ndarray,
+    query_centres: np.ndarray,
+    query_quaternions: np.ndarray,
+    radius_m: float,
+) -> np.ndarray:
+    """(Q,) for each query camera the least rotation angle (degrees) to a training camera whose
+    centre is within `radius_m` of its own; inf where none is. Centres (N, 3) and (Q, 3) in
+    metres, quaternions wxyz world -> camera."""
+    tree = cKDTree(train_centres)
+    turn = np.full(len(query_centres), np.inf)
+    for i, near in enumerate(tree.query_ball_point(query_centres, radius_m)):
+        if near:
+            dot = np.abs(train_quaternions[near] @ query_quaternions[i]).clip(max=1.0)
+            turn[i] = np.degrees(2 * np.arccos(dot.max()))
+    return turn
+
+
+def pose_coverage(scene_dir: Path) -> str:
+    """A table: how near the original and augmented training sets come to the test cameras of
+    `scene_dir`, for each COVERAGE_STUDY setting (views placed as `augment` places them)."""
+    from geoposenet.geometry import matrix_to_quaternion_np
+    from geoposenet.viewsynth.augment import _candidates
+    from geoposenet.viewsynth.limits import Limits
+
+    scene = load_scene(scene_dir)
+    train = scene.split("train")
+    test = load_scene(scene_dir, "test")
+    lines = [
+        f"Sampling limits (seed 0) against the test cameras of {scene_dir.name}; "
+        f"least turn: to a training camera within {NEAR_M:g} m.",
+        "",
+        "| views | limits (others default) | oracle nearest training pose (m / deg) "
+        "| test centre to nearest training centre, median (m) | least turn, median / 90th "
+        "percentile (deg) |",
+        "|---|---|---|---|---|",
+    ]
+    settings: list[tuple[int, dict[str, float]]] = [(0, {}), *COVERAGE_STUDY]
+    for views, changed in settings:
+        centres = np.stack([f.centre for f in train])
+        quaternions = np.stack([f.quaternion for f in train])
+        if views:
+            placed = _candidates(scene, train, replace(Limits(), **changed), views, seed=0)
+            centres = np.concatenate([centres, [v.centre for v in placed[:views]]])
+            rotations = np.stack([v.cam_from_world for v in placed[:views]])
+            quaternions = np.concatenate([quaternions, matrix_to_quaternion_np(rotations)])
+        centre, quaternion, _ = nearest_training_pose(
+            centres, quaternions, test.centres, test.quaternions
+        )
+        pos, rot = pose_errors(centre, quaternion, test.centres, test.quaternions)
+        gap = cKDTree(centres).query(test.centres)[0]
+        turn = least_turn_deg(centres, quaternions, test.centres, test.quaternions, NEAR_M)
+        limits = ", ".join(f"{k} {v:g}" for k, v in changed.items()) or "default"
+        lines.append(
+            f"| {views or 'original only'} | {limits if views else '-'} "
+            f"| {np.median(pos):.3f} / {np.median(rot):.2f} | {np.median(gap):.3f} "
+            f"| {np.median(turn):.1f} / {np.percentile(turn, 90):.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True)
@@ -184,6 +275,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--smoke", action="store_true", help="tiny room, tiny model, 1 seed")
     parser.add_argument("--speed", action="store_true", help="only time the renderers")
+    parser.add_argument("--coverage", action="store_true", help="only the sampling-limits study")
     parser.add_argument("--jobs", type=int, default=1, help="trainings run at once")
     parser.add_argument("--threads", type=int, default=0, help="torch threads per training")
     args = parser.parse_args()
@@ -195,6 +287,11 @@ def main() -> None:
     if args.speed:
         text = render_speed(scene_dir)
         atomic_write_text(out / "speed.md", text)
+        print(text)
+        return
+    if args.coverage:
+        text = pose_coverage(scene_dir)
+        atomic_write_text(out / "coverage.md", text)
         print(text)
         return
     n_train = len(load_scene(scene_dir, "train").frames)
