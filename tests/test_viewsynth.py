@@ -195,6 +195,10 @@ def test_augment_refuses_bad_input_and_writes_nothing(
         ((tiny_scene_dir, tiny_scene_dir / "inside"), "inside the dataset"),
         ((tiny_scene_dir, busy), "not empty"),
         ((tiny_scene_dir, tmp_path / "c", "--max-angle", "-1"), "max_angle_deg"),
+        ((tiny_scene_dir, tmp_path / "f", "--max-gap", "-1"), "max_gap_m"),
+        ((tiny_scene_dir, tmp_path / "g", "--max-gap-angle", "200"), "max_gap_deg"),
+        ((tiny_scene_dir, tmp_path / "h", "--max-gap", "0.001"), "Raise max_gap_m"),
+        ((tiny_scene_dir, tmp_path / "i", "--max-gap-angle", "0.001"), "no partner"),
         ((tiny_scene_dir, tmp_path / "e", "--threads", "-1"), "--threads"),
         ((tmp_path / "missing", tmp_path / "d"), "missing"),
     ]

@@ -407,6 +407,12 @@ def _add_augment(sub: argparse._SubParsersAction) -> Handler:
     p.add_argument("--between", type=float, default=LIMITS.between, metavar="F",
                    help=f"share of views between two training walks "
                    f"(default: {LIMITS.between:g})")  # fmt: skip
+    p.add_argument("--max-gap", type=float, default=LIMITS.max_gap_m, metavar="M",
+                   help=f"metres at most between the two training cameras a view between walks "
+                   f"lies between (default: {LIMITS.max_gap_m:g})")  # fmt: skip
+    p.add_argument("--max-gap-angle", type=float, default=LIMITS.max_gap_deg, metavar="DEG",
+                   help=f"degrees at most between those two cameras' orientations "
+                   f"(default: {LIMITS.max_gap_deg:g})")  # fmt: skip
     p.add_argument("--clearance", type=float, default=LIMITS.clearance_m, metavar="M",
                    help=f"metres kept from the scene's 3D points "
                    f"(default: {LIMITS.clearance_m:g})")  # fmt: skip
@@ -436,6 +442,8 @@ def _add_augment(sub: argparse._SubParsersAction) -> Handler:
                 max_shift_m=args.max_shift,
                 max_angle_deg=args.max_angle,
                 between=args.between,
+                max_gap_m=args.max_gap,
+                max_gap_deg=args.max_gap_angle,
                 clearance_m=args.clearance,
             )
         except ValueError as error:
