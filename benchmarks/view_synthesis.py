@@ -23,7 +23,7 @@ rendering speed. Writes OUT/results.json and OUT/results.md.
     python benchmarks/view_synthesis.py --out /tmp/smoke --smoke       # tiny room, ~1 min
     ... --jobs 2 --threads 1     # two trainings at once, one torch thread each (2 cores)
     python benchmarks/view_synthesis.py --out bench-vs --speed   # rendering speed only (~1 min)
-    python benchmarks/view_synthesis.py --out bench-vs --coverage   # sampling limits (~1 min)
+    python benchmarks/view_synthesis.py --out bench-vs --coverage   # sampling limits (~1.5 min)
 
 `--speed` times each renderer's `render` alone (no file writing) on 200 views of the room
 sampled as `augment` samples them, at the demo's 320x240, after 10 warm-up views: views/s
