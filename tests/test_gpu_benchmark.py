@@ -3,8 +3,7 @@ sizes), the shape of the table it prints, and its message on a machine without C
 
 from __future__ import annotations
 
-import importlib.util
-import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -14,17 +13,10 @@ import torch
 from geoposenet.config import TrainConfig, resolve_config
 from geoposenet.speed import Loop, ModelOnly, spread
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.py"
-
 
 @pytest.fixture(scope="module")
-def gpu() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gpu_benchmark", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclass looks its module up there
-    spec.loader.exec_module(module)
-    return module
+def gpu(benchmark_script: Callable[[str], ModuleType]) -> ModuleType:
+    return benchmark_script("gpu")
 
 
 def tiny(data: Path, out: Path, **options: object) -> TrainConfig:

@@ -29,6 +29,17 @@ from geoposenet.extras import missing_extra
 from geoposenet.viewsynth.limits import Limits
 
 LIMITS = Limits()  # the pose sampler's defaults, shown by `augment --help`
+# augment's flags for the pose sampler's limits: (flag, Limits field, metavar, help)
+LIMIT_FLAGS = [
+    ("--max-shift", "max_shift_m", "M", "metres a camera may move from a training camera"),
+    ("--max-angle", "max_angle_deg", "DEG", "degrees a camera may turn"),
+    ("--between", "between", "F", "share of views between two training walks"),
+    ("--max-gap", "max_gap_m", "M",
+     "metres at most between the two training cameras a view between walks lies between"),
+    ("--max-gap-angle", "max_gap_deg", "DEG",
+     "degrees at most between those two cameras' orientations"),
+    ("--clearance", "clearance_m", "M", "metres kept from the scene's 3D points"),
+]  # fmt: skip
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -398,24 +409,10 @@ def _add_augment(sub: argparse._SubParsersAction) -> Handler:
         "scene); auto: exact for the room, else depth when there are depth maps, else rotation "
         "(default: auto)",
     )  # fmt: skip
-    p.add_argument("--max-shift", type=float, default=LIMITS.max_shift_m, metavar="M",
-                   help=f"metres a camera may move from a training camera "
-                   f"(default: {LIMITS.max_shift_m:g})")  # fmt: skip
-    p.add_argument("--max-angle", type=float, default=LIMITS.max_angle_deg, metavar="DEG",
-                   help=f"degrees a camera may turn "
-                   f"(default: {LIMITS.max_angle_deg:g})")  # fmt: skip
-    p.add_argument("--between", type=float, default=LIMITS.between, metavar="F",
-                   help=f"share of views between two training walks "
-                   f"(default: {LIMITS.between:g})")  # fmt: skip
-    p.add_argument("--max-gap", type=float, default=LIMITS.max_gap_m, metavar="M",
-                   help=f"metres at most between the two training cameras a view between walks "
-                   f"lies between (default: {LIMITS.max_gap_m:g})")  # fmt: skip
-    p.add_argument("--max-gap-angle", type=float, default=LIMITS.max_gap_deg, metavar="DEG",
-                   help=f"degrees at most between those two cameras' orientations "
-                   f"(default: {LIMITS.max_gap_deg:g})")  # fmt: skip
-    p.add_argument("--clearance", type=float, default=LIMITS.clearance_m, metavar="M",
-                   help=f"metres kept from the scene's 3D points "
-                   f"(default: {LIMITS.clearance_m:g})")  # fmt: skip
+    for flag, field, metavar, what in LIMIT_FLAGS:
+        default = getattr(LIMITS, field)
+        p.add_argument(flag, type=float, default=default, metavar=metavar, dest=field,
+                       help=f"{what} (default: {default:g})")  # fmt: skip
     p.add_argument("--min-coverage", type=float, default=0.7, metavar="F",
                    help="redraw views with a smaller share of rendered pixels "
                    "(default: 0.7)")  # fmt: skip
@@ -438,13 +435,7 @@ def _add_augment(sub: argparse._SubParsersAction) -> Handler:
 
         try:
             limits = replace(
-                LIMITS,
-                max_shift_m=args.max_shift,
-                max_angle_deg=args.max_angle,
-                between=args.between,
-                max_gap_m=args.max_gap,
-                max_gap_deg=args.max_gap_angle,
-                clearance_m=args.clearance,
+                LIMITS, **{field: getattr(args, field) for _, field, *_ in LIMIT_FLAGS}
             )
         except ValueError as error:
             raise InputError(f"augment: {error}") from None
