@@ -63,6 +63,7 @@ from geoposenet.machine import describe
 from geoposenet.metrics import pose_errors, summarize
 from geoposenet.readers import load_scene
 from geoposenet.runlog import read_records
+from geoposenet.scene import Scene
 from geoposenet.synthetic import synthesize
 
 THRESHOLDS = ("0.25m_2deg", "0.5m_5deg")
@@ -96,13 +97,13 @@ def run(command: list[str], log: list[str]) -> float:
     return time.perf_counter() - started
 
 
-def oracle(train_root: Path, test_root: Path) -> dict[str, float]:
-    """Median errors of the nearest training pose (of `train_root`'s training frames) on
-    `test_root`'s test frames."""
-    train = load_scene(train_root, "train")
-    test = load_scene(test_root, "test")
+def oracle_medians(
+    train_centres: np.ndarray, train_quaternions: np.ndarray, test: Scene
+) -> dict[str, float]:
+    """Median errors on `test`'s frames of their nearest training pose among the given ones
+    (centres (N, 3) metres, quaternions (N, 4) wxyz world -> camera)."""
     centre, quaternion, _ = nearest_training_pose(
-        train.centres, train.quaternions, test.centres, test.quaternions
+        train_centres, train_quaternions, test.centres, test.quaternions
     )
     pos, rot = pose_errors(centre, quaternion, test.centres, test.quaternions)
     m = summarize(pos, rot)
@@ -110,6 +111,13 @@ def oracle(train_root: Path, test_root: Path) -> dict[str, float]:
         "position_m": m["median_position_error_m"],
         "rotation_deg": m["median_rotation_error_deg"],
     }
+
+
+def oracle(train_root: Path, test_root: Path) -> dict[str, float]:
+    """Median errors of the nearest training pose (of `train_root`'s training frames) on
+    `test_root`'s test frames."""
+    train = load_scene(train_root, "train")
+    return oracle_medians(train.centres, train.quaternions, load_scene(test_root, "test"))
 
 
 def training_seconds(run: Path) -> float:
@@ -243,24 +251,22 @@ def pose_coverage(scene_dir: Path) -> str:
         "|---|---|---|---|---|",
     ]
     settings: list[tuple[int, dict[str, float]]] = [(0, {}), *COVERAGE_STUDY]
+    train_centres = np.stack([f.centre for f in train])
+    train_quaternions = np.stack([f.quaternion for f in train])
     for views, changed in settings:
-        centres = np.stack([f.centre for f in train])
-        quaternions = np.stack([f.quaternion for f in train])
+        centres, quaternions = train_centres, train_quaternions
         if views:
             placed = _candidates(scene, train, replace(Limits(), **changed), views, seed=0)
             centres = np.concatenate([centres, [v.centre for v in placed[:views]]])
             rotations = np.stack([v.cam_from_world for v in placed[:views]])
             quaternions = np.concatenate([quaternions, matrix_to_quaternion_np(rotations)])
-        centre, quaternion, _ = nearest_training_pose(
-            centres, quaternions, test.centres, test.quaternions
-        )
-        pos, rot = pose_errors(centre, quaternion, test.centres, test.quaternions)
+        near = oracle_medians(centres, quaternions, test)
         gap = cKDTree(centres).query(test.centres)[0]
         turn = least_turn_deg(centres, quaternions, test.centres, test.quaternions, NEAR_M)
         limits = ", ".join(f"{k} {v:g}" for k, v in changed.items()) or "default"
         lines.append(
             f"| {views or 'original only'} | {limits if views else '-'} "
-            f"| {np.median(pos):.3f} / {np.median(rot):.2f} | {np.median(gap):.3f} "
+            f"| {near['position_m']:.3f} / {near['rotation_deg']:.2f} | {np.median(gap):.3f} "
             f"| {np.median(turn):.1f} / {np.percentile(turn, 90):.1f} |"
         )
     return "\n".join(lines) + "\n"
